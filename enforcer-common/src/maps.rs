@@ -1,0 +1,35 @@
+//! Map names and default sizes.
+//!
+//! Userspace finds maps by these names (and pins them under them), so a rename
+//! on one side is a compile error on the other rather than a runtime surprise.
+
+pub const COUNTERS: &str = "COUNTERS";
+pub const ALLOW_V4: &str = "ALLOW_V4";
+pub const ALLOW_V6: &str = "ALLOW_V6";
+pub const BLOCK_V4: &str = "BLOCK_V4";
+pub const BLOCK_V6: &str = "BLOCK_V6";
+pub const BLOCK_V4_SUMMARY: &str = "BLOCK_V4_SUMMARY";
+pub const BLOCK_V6_SUMMARY: &str = "BLOCK_V6_SUMMARY";
+
+/// Every map the agent pins, in a stable order.
+pub const PINNED: [&str; 7] = [
+    COUNTERS,
+    ALLOW_V4,
+    ALLOW_V6,
+    BLOCK_V4,
+    BLOCK_V6,
+    BLOCK_V4_SUMMARY,
+    BLOCK_V6_SUMMARY,
+];
+
+/// Default capacity of the IPv4 block map (the agent may resize at load).
+pub const DEFAULT_BLOCK_V4_ENTRIES: u32 = 2_000_000;
+/// Default capacity of the IPv6 block map.
+pub const DEFAULT_BLOCK_V6_ENTRIES: u32 = 500_000;
+/// Capacity of each allow trie.
+pub const DEFAULT_ALLOW_ENTRIES: u32 = 65_536;
+
+/// Most VLAN tags the parser follows (802.1ad outer + 802.1Q inner).
+pub const MAX_VLAN_TAGS: u32 = 2;
+/// Most IPv6 extension headers the parser follows before giving up.
+pub const MAX_IPV6_EXT_HEADERS: u32 = 8;

@@ -1,0 +1,18 @@
+//! `aya::Pod` for the shared types, so the agent can use them as map keys and values.
+//!
+//! SAFETY (for every impl below): each type is `#[repr(C)]`, `Copy`, made only of
+//! integers and integer arrays, and has no implicit padding (the layout tests in
+//! each module assert the sizes), so any bit pattern is a valid value.
+
+use crate::{
+    blocklist::{AllowEntry, BlockEntry, PrefixKeyV4, PrefixKeyV6},
+    counters::Counter,
+    prefix::V6LengthMask,
+};
+
+unsafe impl aya::Pod for PrefixKeyV4 {}
+unsafe impl aya::Pod for PrefixKeyV6 {}
+unsafe impl aya::Pod for BlockEntry {}
+unsafe impl aya::Pod for AllowEntry {}
+unsafe impl aya::Pod for Counter {}
+unsafe impl aya::Pod for V6LengthMask {}

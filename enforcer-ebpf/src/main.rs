@@ -1,0 +1,329 @@
+//! enforcer's XDP program: allowlist, then blocklist, on every IPv4 and IPv6
+//! packet, whatever its tags, options, extension headers or fragmentation.
+//!
+//! Flow: parse L2 → read the source address → allowlist (LPM trie) → blocklist
+//! (summary-filtered exact-match probes per prefix length) → walk the remaining
+//! headers → verdict. Every path returns an [`Outcome`] to the single exit in
+//! [`enforcer`], which records it in the per-CPU counters.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{BPF_F_NO_PREALLOC, xdp_action},
+    helpers::{bpf_ktime_get_coarse_ns, generated::bpf_loop},
+    cty::c_void,
+    macros::{map, xdp},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    programs::XdpContext,
+};
+use enforcer_common::{
+    blocklist::{AllowEntry, BlockEntry, PrefixKeyV4, PrefixKeyV6},
+    counters::{COUNTER_ENTRIES, Counter, Reason, Verdict, block_reason, counter_index},
+    maps::{DEFAULT_ALLOW_ENTRIES, DEFAULT_BLOCK_V4_ENTRIES, DEFAULT_BLOCK_V6_ENTRIES},
+    prefix::{SUMMARY_BUCKETS, V4LengthMask, V6LengthMask, v4_bucket, v6_bucket},
+    time::is_expired,
+};
+use enforcer_ebpf::{
+    headers::{ETH_P_IP, ETH_P_IPV6},
+    packet::Packet,
+    parse::{ParseError, parse_l2, v4_source, v4_transport, v6_source, v6_transport},
+};
+
+#[map]
+static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+#[map]
+static ALLOW_V4: LpmTrie<[u8; 4], AllowEntry> =
+    LpmTrie::with_max_entries(DEFAULT_ALLOW_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+static ALLOW_V6: LpmTrie<[u8; 16], AllowEntry> =
+    LpmTrie::with_max_entries(DEFAULT_ALLOW_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+static BLOCK_V4: HashMap<PrefixKeyV4, BlockEntry> =
+    HashMap::with_max_entries(DEFAULT_BLOCK_V4_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+static BLOCK_V6: HashMap<PrefixKeyV6, BlockEntry> =
+    HashMap::with_max_entries(DEFAULT_BLOCK_V6_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+static BLOCK_V4_SUMMARY: Array<V4LengthMask> = Array::with_max_entries(SUMMARY_BUCKETS, 0);
+
+#[map]
+static BLOCK_V6_SUMMARY: Array<V6LengthMask> = Array::with_max_entries(SUMMARY_BUCKETS, 0);
+
+/// A verdict and the reason for it, as recorded at the exit.
+#[derive(Clone, Copy)]
+struct Outcome {
+    verdict: Verdict,
+    reason: u32,
+}
+
+impl Outcome {
+    #[inline(always)]
+    const fn pass(reason: Reason) -> Self {
+        Self {
+            verdict: Verdict::Pass,
+            reason: reason as u32,
+        }
+    }
+
+    #[inline(always)]
+    const fn from_parse_error(e: ParseError) -> Self {
+        match e {
+            ParseError::Malformed => Self::pass(Reason::Malformed),
+            ParseError::Unsupported => Self::pass(Reason::Unsupported),
+        }
+    }
+}
+
+/// Result of a blocklist lookup.
+#[derive(Clone, Copy)]
+enum Block {
+    /// No entry covers the source.
+    None,
+    /// Entries cover the source, but all have expired.
+    Expired,
+    /// A live entry covers the source; the longest one is reported.
+    Hit(BlockEntry),
+}
+
+#[xdp]
+pub fn enforcer(ctx: XdpContext) -> u32 {
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let outcome = decide(&pkt);
+    // The single exit: every packet is counted here, by verdict and reason.
+    let idx = counter_index(outcome.verdict as u32, outcome.reason);
+    if let Some(c) = COUNTERS.get_ptr_mut(idx) {
+        // SAFETY: a per-CPU slot, written only by this CPU with preemption off.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += pkt.len() as u64;
+        }
+    }
+    match outcome.verdict {
+        Verdict::Pass | Verdict::Monitor => xdp_action::XDP_PASS,
+        Verdict::Drop => xdp_action::XDP_DROP,
+        Verdict::Reject => xdp_action::XDP_TX,
+    }
+}
+
+#[inline(always)]
+fn decide(pkt: &Packet) -> Outcome {
+    let l2 = match parse_l2(pkt) {
+        Ok(l2) => l2,
+        Err(e) => return Outcome::from_parse_error(e),
+    };
+    match l2.ethertype {
+        ETH_P_IP => decide_v4(pkt, l2.l3_off),
+        ETH_P_IPV6 => decide_v6(pkt, l2.l3_off),
+        _ => Outcome::pass(Reason::NonIp),
+    }
+}
+
+#[inline(always)]
+fn decide_v4(pkt: &Packet, l3: usize) -> Outcome {
+    let src = match v4_source(pkt, l3) {
+        Ok(s) => s,
+        Err(e) => return Outcome::from_parse_error(e),
+    };
+    if ALLOW_V4.get(Key::new(32, src)).is_some() {
+        return Outcome::pass(Reason::Allowlisted);
+    }
+    let block = block_v4(src);
+    if let Block::Hit(e) = block {
+        return Outcome {
+            verdict: Verdict::Drop,
+            reason: block_reason(e.origin),
+        };
+    }
+    let _l4 = match v4_transport(pkt, l3) {
+        Ok(l4) => l4,
+        Err(e) => return Outcome::from_parse_error(e),
+    };
+    unlisted(block)
+}
+
+#[inline(always)]
+fn decide_v6(pkt: &Packet, l3: usize) -> Outcome {
+    let src = match v6_source(pkt, l3) {
+        Ok(s) => s,
+        Err(e) => return Outcome::from_parse_error(e),
+    };
+    if ALLOW_V6.get(Key::new(128, src)).is_some() {
+        return Outcome::pass(Reason::Allowlisted);
+    }
+    let block = block_v6(&src);
+    if let Block::Hit(e) = block {
+        return Outcome {
+            verdict: Verdict::Drop,
+            reason: block_reason(e.origin),
+        };
+    }
+    let _l4 = match v6_transport(pkt, l3) {
+        Ok(l4) => l4,
+        Err(e) => return Outcome::from_parse_error(e),
+    };
+    unlisted(block)
+}
+
+#[inline(always)]
+const fn unlisted(block: Block) -> Outcome {
+    match block {
+        Block::Expired => Outcome::pass(Reason::ExpiredBlock),
+        _ => Outcome::pass(Reason::NotListed),
+    }
+}
+
+/// The clock expiries are compared with (see `enforcer_common::time`).
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: a helper without arguments or side effects.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
+
+/// Probes the IPv4 block map once per prefix length present in the source's
+/// summary bucket, longest first.
+#[inline(always)]
+fn block_v4(src: [u8; 4]) -> Block {
+    let Some(mask) = BLOCK_V4_SUMMARY.get(v4_bucket(src)) else {
+        return Block::None;
+    };
+    let mut mask = *mask;
+    let mut result = Block::None;
+    // Bounded: at most one probe per length 0..=32.
+    for _ in 0..33 {
+        if mask == 0 {
+            break;
+        }
+        let len = 63 - mask.leading_zeros();
+        mask &= !(1u64 << len);
+        let key = PrefixKeyV4::new(src, len);
+        if let Some(e) = BLOCK_V4.get_ptr(&key) {
+            // SAFETY: the map is not preallocated (BPF_F_NO_PREALLOC), so an
+            // element stays valid under RCU for the duration of this program.
+            let e = unsafe { *e };
+            if is_expired(e.expires_ns, now_ns()) {
+                result = Block::Expired;
+            } else {
+                return Block::Hit(e);
+            }
+        }
+    }
+    result
+}
+
+/// State of an IPv6 blocklist walk, shared with the `bpf_loop` callback.
+#[repr(C)]
+struct V6Walk {
+    src: [u8; 16],
+    // Verifier workaround: the words are shifted through `word2` rather than
+    // indexed by `word`. Indexing compiles to a variable stack offset whose
+    // bound the verifier loses across a 32/64-bit register copy
+    // ("invalid unbounded variable-offset read from stack").
+    word0: u64,
+    word1: u64,
+    word2: u64,
+    /// Bits of the word being walked not yet probed (bit b = length 64*word + b).
+    bits: u64,
+    /// Index of the word in `bits` once loaded; starts at 3 (none loaded) and counts down.
+    word: u32,
+    /// 0 = no match yet, 1 = only expired matches, 2 = live match in `entry`.
+    found: u32,
+    entry: BlockEntry,
+}
+
+const V6_NONE: u32 = 0;
+const V6_EXPIRED: u32 = 1;
+const V6_HIT: u32 = 2;
+/// Steps of the IPv6 walk: one probe per length 0..=128 plus one per word.
+const V6_WALK_STEPS: u32 = 129 + 3;
+
+/// Probes the IPv6 block map once per prefix length present in the source's
+/// summary bucket, longest first.
+///
+/// Verifier workaround: up to 129 probes unrolled with their branches exceed
+/// the verifier's 1M-instruction budget, so the walk runs under `bpf_loop`,
+/// whose callback is verified once (and which the kernel inlines into a plain
+/// loop since 6.0).
+#[inline(always)]
+fn block_v6(src: &[u8; 16]) -> Block {
+    let Some(mask) = BLOCK_V6_SUMMARY.get(v6_bucket(src)) else {
+        return Block::None;
+    };
+    if mask.is_empty() {
+        return Block::None;
+    }
+    let mut walk = V6Walk {
+        src: *src,
+        word0: mask.words[0],
+        word1: mask.words[1],
+        word2: mask.words[2],
+        bits: 0,
+        word: 3,
+        found: V6_NONE,
+        entry: BlockEntry::default(),
+    };
+    // SAFETY: the callback only dereferences `ctx` as the `V6Walk` passed here,
+    // which lives on this stack frame for the whole call.
+    unsafe {
+        bpf_loop(
+            V6_WALK_STEPS,
+            v6_walk_step as *mut c_void,
+            (&raw mut walk).cast(),
+            0,
+        );
+    }
+    match walk.found {
+        V6_HIT => Block::Hit(walk.entry),
+        V6_EXPIRED => Block::Expired,
+        _ => Block::None,
+    }
+}
+
+/// One step of [`block_v6`]: load the next word, or probe the longest length
+/// left in the current one. Returns 1 to stop the loop.
+#[inline(never)]
+extern "C" fn v6_walk_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `V6Walk` that `block_v6` passed to `bpf_loop`.
+    let walk = unsafe { &mut *ctx.cast::<V6Walk>() };
+    if walk.bits == 0 {
+        if walk.word == 0 {
+            return 1;
+        }
+        // Shift the next word in (2, then 1, then 0): no indexing, see `V6Walk`.
+        walk.bits = walk.word2;
+        walk.word2 = walk.word1;
+        walk.word1 = walk.word0;
+        walk.word0 = 0;
+        walk.word -= 1;
+        return 0;
+    }
+    let bit = 63 - walk.bits.leading_zeros();
+    walk.bits &= !(1u64 << (bit & 63));
+    let key = PrefixKeyV6::new(&walk.src, (walk.word & 3) * 64 + bit);
+    if let Some(e) = BLOCK_V6.get_ptr(&key) {
+        // SAFETY: as in `block_v4`.
+        let e = unsafe { *e };
+        if is_expired(e.expires_ns, now_ns()) {
+            walk.found = V6_EXPIRED;
+        } else {
+            walk.found = V6_HIT;
+            walk.entry = e;
+            return 1;
+        }
+    }
+    0
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

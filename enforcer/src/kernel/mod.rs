@@ -1,0 +1,2 @@
+//! The only module that touches BPF objects.
+pub mod object;

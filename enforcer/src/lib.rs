@@ -1,0 +1,2 @@
+//! enforcer: the agent, its control API and the CLI, as a library.
+pub mod kernel;
