@@ -1,0 +1,118 @@
+//! Running the real compiled XDP program through BPF_PROG_TEST_RUN.
+
+use std::{net::IpAddr, time::Duration};
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use enforcer::{
+    kernel::{Datapath, LoadOptions, counters::CounterTotal},
+    net::IpNet,
+};
+use enforcer_common::blocklist::{AllowEntry, BlockEntry, Origin};
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+
+/// A freshly loaded, unpinned, unattached program with its maps.
+pub struct Program {
+    pub dp: Datapath,
+}
+
+impl Default for Program {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Program {
+    /// Loads the program with small maps (tests need no million-entry capacity).
+    pub fn new() -> Self {
+        let dp = Datapath::load(&LoadOptions {
+            pin_root: None,
+            block_v4_capacity: 65_536,
+            block_v6_capacity: 65_536,
+            allow_capacity: 1024,
+        })
+        .unwrap_or_else(|e| panic!("loading the XDP program: {e:?}"));
+        Self { dp }
+    }
+
+    /// Runs `frame` once; returns the XDP action.
+    pub fn run(&self, frame: &[u8]) -> u32 {
+        self.run_out(frame).0
+    }
+
+    /// Runs `frame` once; returns the action and the packet as the program left it.
+    pub fn run_out(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        opts.repeat = 1;
+        let r = self
+            .dp
+            .program()
+            .test_run(opts)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e:?}"));
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    /// Blocks `prefix` (never expiring unless `ttl` is given).
+    pub fn block(&mut self, prefix: &str, ttl: Option<Duration>) {
+        self.block_with_expiry(prefix, ttl.map_or(0, |t| {
+            enforcer::kernel::clock::monotonic_ns() + t.as_nanos() as u64
+        }));
+    }
+
+    /// Blocks `prefix` with a raw monotonic expiry (1 = long past).
+    pub fn block_with_expiry(&mut self, prefix: &str, expires_ns: u64) {
+        let p: IpNet = enforcer::net::parse_prefix(prefix).unwrap();
+        self.dp
+            .maps
+            .upsert_blocks(&[(
+                p,
+                BlockEntry {
+                    expires_ns,
+                    origin: Origin::Manual as u32,
+                    reason_id: 0,
+                },
+            )])
+            .unwrap();
+    }
+
+    pub fn unblock(&mut self, prefix: &str) {
+        let p: IpNet = enforcer::net::parse_prefix(prefix).unwrap();
+        self.dp.maps.remove_blocks(&[p]).unwrap();
+    }
+
+    pub fn allow(&mut self, prefix: &str) {
+        let p: IpNet = enforcer::net::parse_prefix(prefix).unwrap();
+        self.dp
+            .maps
+            .upsert_allows(&[(
+                p,
+                AllowEntry {
+                    origin: Origin::Manual as u32,
+                },
+            )])
+            .unwrap();
+    }
+
+    /// Packets counted so far for (verdict, reason).
+    pub fn count(&self, verdict: &str, reason: &str) -> u64 {
+        self.totals()
+            .iter()
+            .find(|c| c.verdict == verdict && c.reason == reason)
+            .map_or(0, |c| c.packets)
+    }
+
+    pub fn totals(&self) -> Vec<CounterTotal> {
+        self.dp.counters.totals().unwrap()
+    }
+}
+
+/// Parses an address literal (test convenience).
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
