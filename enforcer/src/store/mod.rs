@@ -1,0 +1,648 @@
+//! The decision store: the one writer of the allow and block maps.
+//!
+//! Every way a decision arrives (CLI, policy file, feeds, detectors, CrowdSec)
+//! ends here as a [`Change`]. The store keeps each origin's decision on a prefix
+//! separately, so a feed dropping a prefix does not lift a manual ban on it, and
+//! writes the longest-lasting one to the kernel. Expiry, origin, reason and the
+//! audit log live in one place. A batch of changes is all or nothing: the kernel
+//! write is refused before anything changes if it would not fit, and memory and
+//! journal are only updated after the kernel accepted it.
+
+pub mod decision;
+pub mod journal;
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    time::Duration,
+};
+
+use enforcer_common::blocklist::{AllowEntry, BlockEntry, Origin};
+use ipnet::IpNet;
+use smallvec::SmallVec;
+use tracing::{info, warn};
+
+use crate::kernel::{KernelError, clock, prefix_maps::PrefixMaps};
+pub use decision::{DecisionView, Entry, Kind};
+use decision::{effective, now_ms, origin_from_name, rfc3339};
+use journal::{Journal, Record};
+
+/// Where the store's decisions go: the kernel maps (or a test double).
+pub trait Sink: Send {
+    fn upsert_blocks(&mut self, items: &[(IpNet, BlockEntry)]) -> Result<(), KernelError>;
+    fn remove_blocks(&mut self, prefixes: &[IpNet]) -> Result<(), KernelError>;
+    fn upsert_allows(&mut self, items: &[(IpNet, AllowEntry)]) -> Result<(), KernelError>;
+    fn remove_allows(&mut self, prefixes: &[IpNet]) -> Result<(), KernelError>;
+}
+
+impl Sink for PrefixMaps {
+    fn upsert_blocks(&mut self, items: &[(IpNet, BlockEntry)]) -> Result<(), KernelError> {
+        Self::upsert_blocks(self, items)
+    }
+    fn remove_blocks(&mut self, prefixes: &[IpNet]) -> Result<(), KernelError> {
+        Self::remove_blocks(self, prefixes)
+    }
+    fn upsert_allows(&mut self, items: &[(IpNet, AllowEntry)]) -> Result<(), KernelError> {
+        Self::upsert_allows(self, items)
+    }
+    fn remove_allows(&mut self, prefixes: &[IpNet]) -> Result<(), KernelError> {
+        Self::remove_allows(self, prefixes)
+    }
+}
+
+/// One requested change.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Adds or replaces `origin`/`source`'s decision on `prefix`.
+    Put {
+        kind: Kind,
+        prefix: IpNet,
+        origin: Origin,
+        source: u32,
+        reason: String,
+        /// `None` = never expires.
+        ttl: Option<Duration>,
+    },
+    /// Removes decisions on `prefix`: every origin's, or only the given one's.
+    Remove {
+        kind: Kind,
+        prefix: IpNet,
+        origin: Option<Origin>,
+        source: Option<u32>,
+    },
+}
+
+/// What a batch did.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    /// Prefixes a `Remove` named that held no matching decision.
+    pub not_found: Vec<IpNet>,
+    /// Set when the change is live but could not be made durable.
+    pub journal_error: Option<String>,
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error("state directory {path}: {source}")]
+    State {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Entries = SmallVec<[Entry; 1]>;
+
+/// Reason texts, stored once.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    texts: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        let id = self.texts.len() as u32;
+        self.texts.push(s.to_owned());
+        self.ids.insert(s.to_owned(), id);
+        id
+    }
+
+    fn text(&self, id: u32) -> &str {
+        self.texts.get(id as usize).map_or("", String::as_str)
+    }
+}
+
+/// Totals kept for status and metrics.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoreStats {
+    /// Decisions added, by origin name.
+    pub added: HashMap<String, u64>,
+    pub removed: u64,
+    pub expired: u64,
+    pub journal_errors: u64,
+    pub recovered_from_pins: u64,
+    pub damaged_journal_lines: u64,
+}
+
+/// The decision store.
+pub struct Store<S: Sink> {
+    sink: S,
+    blocks: HashMap<IpNet, Entries>,
+    allows: HashMap<IpNet, Entries>,
+    reasons: Interner,
+    journal: Option<Journal>,
+    /// Earliest expiry among held entries (0 = none pending).
+    next_expiry_ms: u64,
+    pub stats: StoreStats,
+}
+
+impl<S: Sink> Store<S> {
+    /// A store without durable state (tests, benchmarks).
+    pub fn in_memory(sink: S) -> Self {
+        Self {
+            sink,
+            blocks: HashMap::new(),
+            allows: HashMap::new(),
+            reasons: Interner::default(),
+            journal: None,
+            next_expiry_ms: 0,
+            stats: StoreStats::default(),
+        }
+    }
+
+    pub const fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    pub const fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    fn table(&self, kind: Kind) -> &HashMap<IpNet, Entries> {
+        match kind {
+            Kind::Block => &self.blocks,
+            Kind::Allow => &self.allows,
+        }
+    }
+
+    fn table_mut(&mut self, kind: Kind) -> &mut HashMap<IpNet, Entries> {
+        match kind {
+            Kind::Block => &mut self.blocks,
+            Kind::Allow => &mut self.allows,
+        }
+    }
+
+    /// Number of prefixes with at least one decision, per kind.
+    pub fn len(&self, kind: Kind) -> usize {
+        self.table(kind).len()
+    }
+
+    /// Applies a batch of changes, all or nothing.
+    pub fn apply(&mut self, changes: Vec<Change>) -> Result<ApplyReport, StoreError> {
+        let now = now_ms();
+        let mut report = ApplyReport::default();
+        // Work on copies of the touched prefixes' entries.
+        let mut pending: HashMap<(Kind, IpNet), Entries> = HashMap::new();
+        let mut records = Vec::with_capacity(changes.len());
+        let mut log: Vec<(&'static str, Kind, IpNet, Entry)> = Vec::new();
+        for change in &changes {
+            match change {
+                Change::Put {
+                    kind,
+                    prefix,
+                    origin,
+                    source,
+                    reason,
+                    ttl,
+                } => {
+                    let expires_ms = ttl.map_or(0, |t| (now + t.as_millis() as u64).max(1));
+                    let entry = Entry {
+                        origin: *origin,
+                        source: *source,
+                        reason: self.reasons.id(reason),
+                        created_ms: now,
+                        expires_ms,
+                    };
+                    let list = pending
+                        .entry((*kind, *prefix))
+                        .or_insert_with(|| self.table(*kind).get(prefix).cloned().unwrap_or_default());
+                    if let Some(slot) = list
+                        .iter_mut()
+                        .find(|e| e.origin == *origin && e.source == *source)
+                    {
+                        *slot = entry;
+                        report.updated += 1;
+                    } else {
+                        list.push(entry);
+                        report.added += 1;
+                    }
+                    log.push(("add", *kind, *prefix, entry));
+                    records.push(Record::Put {
+                        kind: *kind,
+                        prefix: *prefix,
+                        origin: origin.name().to_owned(),
+                        source: *source,
+                        reason: reason.clone(),
+                        created: now,
+                        expires: expires_ms,
+                    });
+                }
+                Change::Remove {
+                    kind,
+                    prefix,
+                    origin,
+                    source,
+                } => {
+                    let list = pending
+                        .entry((*kind, *prefix))
+                        .or_insert_with(|| self.table(*kind).get(prefix).cloned().unwrap_or_default());
+                    let before = list.len();
+                    let matches = |e: &Entry| {
+                        origin.is_none_or(|o| e.origin == o) && source.is_none_or(|s| e.source == s)
+                    };
+                    for e in list.iter().filter(|e| matches(e)) {
+                        log.push(("remove", *kind, *prefix, *e));
+                    }
+                    list.retain(|e| !matches(e));
+                    if list.len() == before {
+                        report.not_found.push(*prefix);
+                    } else {
+                        report.removed += before - list.len();
+                        records.push(Record::Del {
+                            kind: *kind,
+                            prefix: *prefix,
+                            origin: origin.map(|o| o.name().to_owned()),
+                            source: *source,
+                        });
+                    }
+                }
+            }
+        }
+        self.push_to_kernel(&pending, now)?;
+        // The kernel accepted: commit to memory, then make it durable.
+        for ((kind, prefix), list) in pending {
+            for e in &list {
+                if e.expires_ms != 0 && (self.next_expiry_ms == 0 || e.expires_ms < self.next_expiry_ms)
+                {
+                    self.next_expiry_ms = e.expires_ms;
+                }
+            }
+            if list.is_empty() {
+                self.table_mut(kind).remove(&prefix);
+            } else {
+                self.table_mut(kind).insert(prefix, list);
+            }
+        }
+        for (action, kind, prefix, e) in &log {
+            self.log_decision(action, *kind, *prefix, e);
+            if *action == "add" {
+                *self.stats.added.entry(e.origin.name().to_owned()).or_default() += 1;
+            } else {
+                self.stats.removed += 1;
+            }
+        }
+        if let Some(j) = self.journal.as_mut() {
+            if let Err(e) = j.append(&records) {
+                self.stats.journal_errors += 1;
+                warn!(error = %e, "could not make decisions durable; they are live but will not \
+                      survive a reboot");
+                report.journal_error = Some(e.to_string());
+            } else if j.wants_compaction() {
+                self.compact();
+            }
+        }
+        Ok(report)
+    }
+
+    /// Writes the effective entry of every touched prefix (or removes it).
+    fn push_to_kernel(
+        &mut self,
+        pending: &HashMap<(Kind, IpNet), Entries>,
+        now: u64,
+    ) -> Result<(), KernelError> {
+        let mut block_up = Vec::new();
+        let mut block_rm = Vec::new();
+        let mut allow_up = Vec::new();
+        let mut allow_rm = Vec::new();
+        for ((kind, prefix), list) in pending {
+            match (kind, effective(list, now)) {
+                (Kind::Block, Some(e)) => block_up.push((*prefix, block_entry(&e))),
+                (Kind::Block, None) => block_rm.push(*prefix),
+                (Kind::Allow, Some(e)) => allow_up.push((*prefix, AllowEntry {
+                    origin: e.origin as u32,
+                })),
+                (Kind::Allow, None) => allow_rm.push(*prefix),
+            }
+        }
+        // Additions first (they are what can be refused), removals after.
+        self.sink.upsert_allows(&allow_up)?;
+        self.sink.upsert_blocks(&block_up)?;
+        self.sink.remove_blocks(&block_rm)?;
+        self.sink.remove_allows(&allow_rm)?;
+        Ok(())
+    }
+
+    fn log_decision(&self, action: &str, kind: Kind, prefix: IpNet, e: &Entry) {
+        let expires = if e.expires_ms == 0 {
+            "never".to_owned()
+        } else {
+            rfc3339(e.expires_ms)
+        };
+        info!(
+            target: "enforcer::decision",
+            action,
+            kind = kind.name(),
+            prefix = %prefix,
+            origin = e.origin.name(),
+            source = e.source,
+            reason = self.reasons.text(e.reason),
+            expires = %expires,
+            "decision"
+        );
+    }
+
+    /// Removes expired entries (the kernel already ignores them) and rewrites
+    /// prefixes whose effective entry changed. Cheap when nothing is due.
+    pub fn sweep(&mut self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        if self.next_expiry_ms == 0 || now < self.next_expiry_ms {
+            return Ok(0);
+        }
+        let mut pending: HashMap<(Kind, IpNet), Entries> = HashMap::new();
+        let mut next = 0u64;
+        let mut expired: Vec<(Kind, IpNet, Entry)> = Vec::new();
+        for kind in [Kind::Block, Kind::Allow] {
+            for (prefix, list) in self.table(kind) {
+                if list.iter().any(|e| e.is_expired(now)) {
+                    let kept: Entries = list.iter().copied().filter(|e| !e.is_expired(now)).collect();
+                    expired.extend(list.iter().filter(|e| e.is_expired(now)).map(|e| (kind, *prefix, *e)));
+                    pending.insert((kind, *prefix), kept);
+                }
+                for e in list.iter().filter(|e| !e.is_expired(now) && e.expires_ms != 0) {
+                    if next == 0 || e.expires_ms < next {
+                        next = e.expires_ms;
+                    }
+                }
+            }
+        }
+        self.push_to_kernel(&pending, now)?;
+        for ((kind, prefix), list) in pending {
+            if list.is_empty() {
+                self.table_mut(kind).remove(&prefix);
+            } else {
+                self.table_mut(kind).insert(prefix, list);
+            }
+        }
+        for (kind, prefix, e) in &expired {
+            self.log_decision("expire", *kind, *prefix, e);
+        }
+        self.stats.expired += expired.len() as u64;
+        self.next_expiry_ms = next;
+        Ok(expired.len())
+    }
+
+    /// Every decision, sorted by kind then prefix.
+    pub fn list(&self, kind: Option<Kind>) -> Vec<DecisionView> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for k in [Kind::Block, Kind::Allow] {
+            if kind.is_some_and(|want| want != k) {
+                continue;
+            }
+            for (prefix, list) in self.table(k) {
+                for e in list.iter().filter(|e| !e.is_expired(now)) {
+                    out.push(self.view(k, *prefix, e, now));
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.kind, a.prefix).cmp(&(b.kind, b.prefix)));
+        out
+    }
+
+    fn view(&self, kind: Kind, prefix: IpNet, e: &Entry, now: u64) -> DecisionView {
+        DecisionView {
+            kind,
+            prefix,
+            origin: e.origin.name().to_owned(),
+            source: e.source,
+            reason: self.reasons.text(e.reason).to_owned(),
+            created: rfc3339(e.created_ms),
+            expires: (e.expires_ms != 0).then(|| rfc3339(e.expires_ms)),
+            ttl_secs: (e.expires_ms != 0).then(|| e.expires_ms.saturating_sub(now).div_ceil(1000)),
+        }
+    }
+
+    /// Decisions of one origin/source, for diffing a policy or a feed.
+    pub fn prefixes_of(&self, kind: Kind, origin: Origin, source: u32) -> HashSet<IpNet> {
+        self.table(kind)
+            .iter()
+            .filter(|(_, l)| l.iter().any(|e| e.origin == origin && e.source == source))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Makes origin/source's decisions of `kind` exactly `desired`: adds what is
+    /// missing (or has another reason), removes what is no longer there, and
+    /// leaves the rest untouched.
+    pub fn replace_origin(
+        &mut self,
+        kind: Kind,
+        origin: Origin,
+        source: u32,
+        desired: &[(IpNet, String)],
+    ) -> Result<ApplyReport, StoreError> {
+        let current: HashMap<IpNet, String> = self
+            .table(kind)
+            .iter()
+            .filter_map(|(p, l)| {
+                l.iter()
+                    .find(|e| e.origin == origin && e.source == source)
+                    .map(|e| (*p, self.reasons.text(e.reason).to_owned()))
+            })
+            .collect();
+        let mut changes = Vec::new();
+        let mut wanted = HashSet::with_capacity(desired.len());
+        for (p, reason) in desired {
+            wanted.insert(*p);
+            if current.get(p) != Some(reason) {
+                changes.push(Change::Put {
+                    kind,
+                    prefix: *p,
+                    origin,
+                    source,
+                    reason: reason.clone(),
+                    ttl: None,
+                });
+            }
+        }
+        for p in current.keys().filter(|p| !wanted.contains(p)) {
+            changes.push(Change::Remove {
+                kind,
+                prefix: *p,
+                origin: Some(origin),
+                source: Some(source),
+            });
+        }
+        self.apply(changes)
+    }
+
+    fn live_records(&self) -> Vec<Record> {
+        let now = now_ms();
+        let mut out = Vec::with_capacity(self.blocks.len() + self.allows.len());
+        for kind in [Kind::Block, Kind::Allow] {
+            for (prefix, list) in self.table(kind) {
+                for e in list.iter().filter(|e| !e.is_expired(now)) {
+                    out.push(Record::Put {
+                        kind,
+                        prefix: *prefix,
+                        origin: e.origin.name().to_owned(),
+                        source: e.source,
+                        reason: self.reasons.text(e.reason).to_owned(),
+                        created: e.created_ms,
+                        expires: e.expires_ms,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Rewrites the snapshot from memory (errors are logged and counted).
+    pub fn compact(&mut self) {
+        let records = self.live_records();
+        if let Some(j) = self.journal.as_mut()
+            && let Err(e) = j.compact(records.into_iter())
+        {
+            self.stats.journal_errors += 1;
+            warn!(error = %e, "compacting the decision journal failed; will retry later");
+        }
+    }
+}
+
+fn block_entry(e: &Entry) -> BlockEntry {
+    BlockEntry {
+        expires_ns: clock::monotonic_expiry((e.expires_ms != 0).then(|| decision::ms_to_system(e.expires_ms))),
+        origin: e.origin as u32,
+        reason_id: e.reason,
+    }
+}
+
+impl Store<PrefixMaps> {
+    /// Opens the durable state in `dir`, replays it, and reconciles it with what
+    /// the (possibly reused) kernel maps hold: the union survives. Kernel entries
+    /// the journal does not know are adopted as "recovered", so no block is lost
+    /// to a missing or damaged state directory.
+    pub fn open(mut maps: PrefixMaps, dir: &Path) -> Result<Self, StoreError> {
+        let state_err = |source| StoreError::State {
+            path: dir.display().to_string(),
+            source,
+        };
+        let (kernel_blocks, kernel_allows) = maps.adopt_existing()?;
+        let (journal, replay) = Journal::open(dir).map_err(state_err)?;
+        let mut store = Self::in_memory(maps);
+        store.stats.damaged_journal_lines = replay.damaged as u64;
+        if replay.damaged > 0 {
+            warn!(lines = replay.damaged, dir = %dir.display(), "skipped damaged lines in the decision journal");
+        }
+        let now = now_ms();
+        for r in replay.records {
+            match r {
+                Record::Put {
+                    kind,
+                    prefix,
+                    origin,
+                    source,
+                    reason,
+                    created,
+                    expires,
+                } => {
+                    let Some(origin) = origin_from_name(&origin) else { continue };
+                    let entry = Entry {
+                        origin,
+                        source,
+                        reason: store.reasons.id(&reason),
+                        created_ms: created,
+                        expires_ms: expires,
+                    };
+                    let list = store.table_mut(kind).entry(prefix).or_default();
+                    list.retain(|e| !(e.origin == origin && e.source == source));
+                    list.push(entry);
+                }
+                Record::Del {
+                    kind,
+                    prefix,
+                    origin,
+                    source,
+                } => {
+                    let origin = origin.as_deref().and_then(origin_from_name);
+                    if let Some(list) = store.table_mut(kind).get_mut(&prefix) {
+                        list.retain(|e| {
+                            !(origin.is_none_or(|o| e.origin == o)
+                                && source.is_none_or(|s| e.source == s))
+                        });
+                        if list.is_empty() {
+                            store.table_mut(kind).remove(&prefix);
+                        }
+                    }
+                }
+            }
+        }
+        for kind in [Kind::Block, Kind::Allow] {
+            store.table_mut(kind).retain(|_, l| {
+                l.retain(|e| !e.is_expired(now));
+                !l.is_empty()
+            });
+        }
+        // Kernel entries unknown to the journal: adopt them.
+        let recovered = store.reasons.id("recovered from pinned map");
+        let mono_now = clock::monotonic_ns();
+        for (prefix, be) in kernel_blocks {
+            if store.blocks.contains_key(&prefix) {
+                continue;
+            }
+            if be.expires_ns != 0 && be.expires_ns <= mono_now {
+                continue;
+            }
+            let expires_ms = if be.expires_ns == 0 {
+                0
+            } else {
+                now + (be.expires_ns - mono_now) / 1_000_000
+            };
+            store.blocks.insert(prefix, smallvec::smallvec![Entry {
+                origin: Origin::from_u32(be.origin).unwrap_or(Origin::Manual),
+                source: 0,
+                reason: recovered,
+                created_ms: now,
+                expires_ms,
+            }]);
+            store.stats.recovered_from_pins += 1;
+        }
+        for (prefix, ae) in kernel_allows {
+            store.allows.entry(prefix).or_insert_with(|| {
+                smallvec::smallvec![Entry {
+                    origin: Origin::from_u32(ae.origin).unwrap_or(Origin::Manual),
+                    source: 0,
+                    reason: recovered,
+                    created_ms: now,
+                    expires_ms: 0,
+                }]
+            });
+        }
+        if store.stats.recovered_from_pins > 0 {
+            warn!(
+                entries = store.stats.recovered_from_pins,
+                "adopted block entries found in the pinned maps but not in the decision journal"
+            );
+        }
+        // Write the whole state to the kernel (entries already there are
+        // replaced with identical values; nothing is ever removed here).
+        let all: HashMap<(Kind, IpNet), Entries> = [Kind::Block, Kind::Allow]
+            .into_iter()
+            .flat_map(|k| store.table(k).iter().map(move |(p, l)| ((k, *p), l.clone())))
+            .collect();
+        store.push_to_kernel(&all, now)?;
+        store.next_expiry_ms = all
+            .values()
+            .flatten()
+            .filter(|e| e.expires_ms != 0)
+            .map(|e| e.expires_ms)
+            .min()
+            .unwrap_or(0);
+        store.journal = Some(journal);
+        store.compact();
+        Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests;
