@@ -1,4 +1,8 @@
 //! enforcer: the agent, its control API and the CLI, as a library.
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod control;
 pub mod kernel;
 pub mod net;
 pub mod store;

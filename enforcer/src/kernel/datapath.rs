@@ -55,7 +55,7 @@ impl AttachedMode {
 }
 
 /// One interface the program is attached to.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attachment {
     pub iface: String,
     pub mode: AttachedMode,
@@ -322,6 +322,27 @@ impl Datapath {
         info!(iface, mode = mode.name(), pinned, "attached XDP");
         self.attachments.push(a.clone());
         Ok(a)
+    }
+}
+
+/// The loaded programs and their links: dropping this detaches unpinned links.
+pub struct Programs {
+    _ebpf: aya::Ebpf,
+    pub attachments: Vec<Attachment>,
+}
+
+impl Datapath {
+    /// Separates the program (to keep alive), the prefix maps (for the decision
+    /// store, their single writer) and the counters (read at scrape time).
+    pub fn split(self) -> (Programs, PrefixMaps, Counters) {
+        (
+            Programs {
+                _ebpf: self.ebpf,
+                attachments: self.attachments,
+            },
+            self.maps,
+            self.counters,
+        )
     }
 }
 

@@ -15,7 +15,8 @@ pub mod prefix_maps;
 mod sys;
 
 pub use datapath::{
-    AttachedMode, Attachment, Datapath, LoadOptions, XDP_PROGRAM, XdpModeChoice, remove_pins,
+    AttachedMode, Attachment, Datapath, LoadOptions, Programs, XDP_PROGRAM, XdpModeChoice,
+    remove_pins,
 };
 
 /// Errors of the kernel side, each saying what to do about it.

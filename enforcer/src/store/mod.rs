@@ -123,7 +123,7 @@ impl Interner {
 }
 
 /// Totals kept for status and metrics.
-#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreStats {
     /// Decisions added, by origin name.
     pub added: HashMap<String, u64>,

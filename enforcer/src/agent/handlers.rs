@@ -1,0 +1,221 @@
+//! What the agent does for each control request.
+
+use std::time::Duration;
+
+use enforcer_common::blocklist::Origin;
+use tracing::{info, warn};
+
+use super::Agent;
+use crate::{
+    config::Config,
+    control::protocol::{ErrorKind, MapStatus, Reply, Request, StatusView},
+    kernel::AttachedMode,
+    net::parse_prefixes,
+    store::{Change, Kind, StoreError},
+};
+
+fn bad(message: String) -> Reply {
+    Reply::Error {
+        kind: ErrorKind::BadRequest,
+        message,
+    }
+}
+
+fn internal(message: String) -> Reply {
+    Reply::Error {
+        kind: ErrorKind::Internal,
+        message,
+    }
+}
+
+/// Parses every prefix or reports every bad one (nothing is applied then).
+fn prefixes(tokens: &[String]) -> Result<Vec<ipnet::IpNet>, Reply> {
+    if tokens.is_empty() {
+        return Err(bad("no prefix given".into()));
+    }
+    parse_prefixes(tokens).map_err(|errs| {
+        bad(errs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "))
+    })
+}
+
+fn apply(agent: &Agent, changes: Vec<Change>) -> Reply {
+    let Ok(mut store) = agent.store.lock() else {
+        return internal("the decision store is poisoned by an earlier panic".into());
+    };
+    match store.apply(changes) {
+        Ok(report) => Reply::Applied(report),
+        Err(StoreError::Kernel(e @ crate::kernel::KernelError::Full { .. })) => Reply::Error {
+            kind: ErrorKind::Refused,
+            message: e.to_string(),
+        },
+        Err(e) => internal(e.to_string()),
+    }
+}
+
+pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
+    match req {
+        Request::Block {
+            prefixes: p,
+            ttl_secs,
+            reason,
+        } => {
+            let ps = match prefixes(&p) {
+                Ok(ps) => ps,
+                Err(r) => return r,
+            };
+            if ttl_secs == Some(0) {
+                return bad("a TTL must be at least 1 second".into());
+            }
+            let reason = reason.unwrap_or_else(|| "manual block".into());
+            apply(
+                agent,
+                ps.into_iter()
+                    .map(|prefix| Change::Put {
+                        kind: Kind::Block,
+                        prefix,
+                        origin: Origin::Manual,
+                        source: 0,
+                        reason: reason.clone(),
+                        ttl: ttl_secs.map(Duration::from_secs),
+                    })
+                    .collect(),
+            )
+        }
+        Request::Unblock { prefixes: p } => match prefixes(&p) {
+            Ok(ps) => apply(
+                agent,
+                ps.into_iter()
+                    .map(|prefix| Change::Remove {
+                        kind: Kind::Block,
+                        prefix,
+                        origin: None,
+                        source: None,
+                    })
+                    .collect(),
+            ),
+            Err(r) => r,
+        },
+        Request::Allow {
+            prefixes: p,
+            reason,
+        } => match prefixes(&p) {
+            Ok(ps) => {
+                let reason = reason.unwrap_or_else(|| "manual allow".into());
+                apply(
+                    agent,
+                    ps.into_iter()
+                        .map(|prefix| Change::Put {
+                            kind: Kind::Allow,
+                            prefix,
+                            origin: Origin::Manual,
+                            source: 0,
+                            reason: reason.clone(),
+                            ttl: None,
+                        })
+                        .collect(),
+                )
+            }
+            Err(r) => r,
+        },
+        Request::Unallow { prefixes: p } => match prefixes(&p) {
+            Ok(ps) => apply(
+                agent,
+                ps.into_iter()
+                    .map(|prefix| Change::Remove {
+                        kind: Kind::Allow,
+                        prefix,
+                        origin: None,
+                        source: None,
+                    })
+                    .collect(),
+            ),
+            Err(r) => r,
+        },
+        Request::List { kind } => match agent.store.lock() {
+            Ok(s) => Reply::Decisions {
+                decisions: s.list(kind),
+            },
+            Err(_) => internal("the decision store is poisoned".into()),
+        },
+        Request::Status => status(agent),
+    }
+}
+
+fn status(agent: &Agent) -> Reply {
+    let (cfg, attachments) = match (agent.config.lock(), agent.programs.lock()) {
+        (Ok(c), Ok(p)) => (c.clone(), p.attachments.clone()),
+        _ => return internal("agent state is poisoned".into()),
+    };
+    let Ok(store) = agent.store.lock() else {
+        return internal("the decision store is poisoned".into());
+    };
+    let maps = store.sink();
+    let (b4, b6) = maps.block_occupancy();
+    let (a4, a6) = maps.allow_occupancy();
+    let mut degraded = Vec::new();
+    for a in &attachments {
+        if a.degraded || (a.mode == AttachedMode::Generic && cfg.xdp_mode != crate::kernel::XdpModeChoice::Generic) {
+            degraded.push(format!("{}: generic XDP (native not available)", a.iface));
+        }
+        if !a.pinned {
+            degraded.push(format!("{}: link not pinned (detaches when the agent exits)", a.iface));
+        }
+    }
+    let counters = match agent.counters.totals() {
+        Ok(c) => c,
+        Err(e) => return internal(e.to_string()),
+    };
+    Reply::Status(Box::new(StatusView {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        uptime_secs: agent.started.elapsed().as_secs(),
+        config: agent.config_path.as_ref().map(|p| p.display().to_string()),
+        socket: cfg.socket.display().to_string(),
+        state_dir: cfg.state_dir.display().to_string(),
+        bpffs: cfg.bpffs.display().to_string(),
+        reused_pins: agent.reused_pins,
+        interfaces: attachments,
+        maps: vec![
+            MapStatus { name: "blocklist_v4".into(), occupancy: b4 },
+            MapStatus { name: "blocklist_v6".into(), occupancy: b6 },
+            MapStatus { name: "allowlist_v4".into(), occupancy: a4 },
+            MapStatus { name: "allowlist_v6".into(), occupancy: a6 },
+        ],
+        decisions_block: store.len(Kind::Block),
+        decisions_allow: store.len(Kind::Allow),
+        counters,
+        store: store.stats.clone(),
+        degraded,
+    }))
+}
+
+/// Re-reads the config file and re-applies its static lists (SIGHUP). A file
+/// that fails validation changes nothing.
+pub(super) fn reload(agent: &Agent) {
+    let Some(path) = agent.config_path.clone() else {
+        info!("SIGHUP: no config file to reload");
+        return;
+    };
+    let new = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(errors = %e, "SIGHUP: the config file is invalid; keeping the running policy");
+            return;
+        }
+    };
+    let Ok(mut store) = agent.store.lock() else { return };
+    match super::apply_static_lists(&mut store, &new) {
+        Ok(()) => {
+            if let Ok(mut c) = agent.config.lock() {
+                c.allow = new.allow;
+                c.block = new.block;
+            }
+            info!(config = %path.display(), "SIGHUP: static lists reloaded");
+        }
+        Err(e) => warn!(error = %e, "SIGHUP: applying the reloaded lists failed; nothing changed"),
+    }
+}

@@ -1,0 +1,237 @@
+//! The agent: loads and attaches the programs, owns the decision store, serves
+//! the control socket and expires decisions, until it is told to stop.
+//!
+//! Stopping the agent does not stop enforcement: links and maps stay pinned,
+//! and the next agent takes them over without a gap. `enforcer uninstall`
+//! removes the pins.
+
+mod bpffs;
+mod handlers;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use enforcer_common::blocklist::Origin;
+use tracing::{error, info, warn};
+
+use crate::{
+    config::{Config, DEFAULT_CONFIG},
+    control::server::{self, Access},
+    kernel::{
+        AttachedMode, Attachment, Datapath, LoadOptions, Programs, XdpModeChoice,
+        counters::Counters, prefix_maps::PrefixMaps,
+    },
+    store::{Kind, Store},
+};
+
+/// How often expired decisions are swept out of the maps. The kernel already
+/// ignores them at their expiry; sweeping only reclaims entries and logs.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// `enforcer run` options; each overrides the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub config: Option<PathBuf>,
+    pub interfaces: Vec<String>,
+    pub xdp_mode: Option<XdpModeChoice>,
+    pub socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub bpffs: Option<PathBuf>,
+}
+
+/// Everything the control handlers reach.
+pub struct Agent {
+    pub(crate) store: Mutex<Store<PrefixMaps>>,
+    pub(crate) counters: Counters,
+    pub(crate) programs: Mutex<Programs>,
+    pub(crate) config: Mutex<Config>,
+    pub(crate) config_path: Option<PathBuf>,
+    pub(crate) started: Instant,
+    pub(crate) reused_pins: bool,
+}
+
+fn resolve_config(opts: &RunOptions) -> anyhow::Result<(Config, Option<PathBuf>)> {
+    let path = match &opts.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
+    };
+    let mut cfg = match &path {
+        Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?,
+        None => Config::default(),
+    };
+    if !opts.interfaces.is_empty() {
+        cfg.interfaces.clone_from(&opts.interfaces);
+    }
+    if let Some(m) = opts.xdp_mode {
+        cfg.xdp_mode = m;
+    }
+    if let Some(s) = &opts.socket {
+        cfg.socket.clone_from(s);
+    }
+    if let Some(s) = &opts.state_dir {
+        cfg.state_dir.clone_from(s);
+    }
+    if let Some(b) = &opts.bpffs {
+        cfg.bpffs.clone_from(b);
+    }
+    if cfg.interfaces.is_empty() {
+        anyhow::bail!(
+            "no interface to protect: pass --iface IF (repeatable) or set agent.interfaces in the \
+             config file"
+        );
+    }
+    Ok((cfg, path))
+}
+
+const ATTACHMENTS_FILE: &str = "attachments.json";
+
+fn previous_modes(state_dir: &Path) -> HashMap<String, AttachedMode> {
+    std::fs::read(state_dir.join(ATTACHMENTS_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<Attachment>>(&b).ok())
+        .map(|v| v.into_iter().map(|a| (a.iface, a.mode)).collect())
+        .unwrap_or_default()
+}
+
+fn save_attachments(state_dir: &Path, a: &[Attachment]) {
+    let tmp = state_dir.join(format!("{ATTACHMENTS_FILE}.tmp"));
+    let r = serde_json::to_vec_pretty(a)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|()| std::fs::rename(&tmp, state_dir.join(ATTACHMENTS_FILE)));
+    if let Err(e) = r {
+        warn!(error = %e, "could not record attachment modes");
+    }
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let (cfg, config_path) = resolve_config(&opts)?;
+    bpffs::ensure(&cfg.bpffs)?;
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("creating the state directory {}", cfg.state_dir.display()))?;
+    let admin_gid = cfg
+        .admin_group
+        .as_deref()
+        .map(server::group_id)
+        .transpose()?;
+    // Bind the socket early: a second agent fails here, before touching pins.
+    let listener = server::bind(&cfg.socket, Access { admin_gid }).await?;
+
+    let mut dp = Datapath::load(&LoadOptions {
+        pin_root: Some(cfg.bpffs.clone()),
+        block_v4_capacity: cfg.capacity_block_v4,
+        block_v6_capacity: cfg.capacity_block_v6,
+        allow_capacity: cfg.capacity_allow,
+    })?;
+    let reused_pins = dp.reused_pins;
+    let previous = previous_modes(&cfg.state_dir);
+    for iface in &cfg.interfaces {
+        dp.attach(iface, cfg.xdp_mode, previous.get(iface).copied())?;
+    }
+    save_attachments(&cfg.state_dir, &dp.attachments);
+    let (programs, maps, counters) = dp.split();
+
+    let mut store = Store::open(maps, &cfg.state_dir)?;
+    apply_static_lists(&mut store, &cfg)?;
+    info!(
+        blocks = store.len(Kind::Block),
+        allows = store.len(Kind::Allow),
+        reused_pins,
+        "decisions loaded"
+    );
+
+    let agent = Arc::new(Agent {
+        store: Mutex::new(store),
+        counters,
+        programs: Mutex::new(programs),
+        config: Mutex::new(cfg.clone()),
+        config_path,
+        started: Instant::now(),
+        reused_pins,
+    });
+
+    let handler = {
+        let agent = Arc::clone(&agent);
+        Arc::new(move |req| handlers::handle(&agent, req))
+    };
+    let server = tokio::spawn(server::serve(
+        listener,
+        Access { admin_gid },
+        handler,
+        cfg.socket.clone(),
+    ));
+    let sweeper = {
+        let agent = Arc::clone(&agent);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let agent = Arc::clone(&agent);
+                let r = tokio::task::spawn_blocking(move || match agent.store.lock() {
+                    Ok(mut s) => s.sweep().map(|_| ()).map_err(|e| e.to_string()),
+                    Err(_) => Err("the decision store is poisoned".to_owned()),
+                })
+                .await;
+                if let Ok(Err(e)) = r {
+                    error!(error = %e, "expiring decisions failed; will retry");
+                }
+            }
+        })
+    };
+    info!(socket = %cfg.socket.display(), interfaces = ?cfg.interfaces, "agent ready");
+
+    wait_for_shutdown(&agent).await;
+    server.abort();
+    sweeper.abort();
+    if let Ok(mut s) = agent.store.lock() {
+        s.compact();
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    info!(
+        bpffs = %cfg.bpffs.display(),
+        "agent stopped; enforcement stays attached through the pinned links (`enforcer uninstall` removes it)"
+    );
+    Ok(())
+}
+
+/// Applies the config file's static allow and block lists as the `config`
+/// origin, replacing what an earlier config put there.
+pub(crate) fn apply_static_lists(store: &mut Store<PrefixMaps>, cfg: &Config) -> anyhow::Result<()> {
+    store
+        .replace_origin(Kind::Allow, Origin::Config, 0, &cfg.allow)
+        .context("applying the configured allowlist")?;
+    store
+        .replace_origin(Kind::Block, Origin::Config, 0, &cfg.block)
+        .context("applying the configured blocklist")?;
+    Ok(())
+}
+
+async fn wait_for_shutdown(agent: &Arc<Agent>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("cannot install signal handlers; stop the agent with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: stopping"); return; }
+            _ = int.recv() => { info!("SIGINT: stopping"); return; }
+            _ = hup.recv() => {
+                let agent = Arc::clone(agent);
+                let _ = tokio::task::spawn_blocking(move || handlers::reload(&agent)).await;
+            }
+        }
+    }
+}

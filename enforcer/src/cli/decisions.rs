@@ -1,0 +1,228 @@
+//! block, unblock, allow, unallow, import, list.
+
+use std::{io::Read as _, path::Path, time::Duration};
+
+use clap::Args;
+
+use super::{EXIT_FAILURE, EXIT_OK, OutputFormat, call, fail, output, parse_ttl, usage};
+use crate::{
+    control::protocol::{Reply, Request},
+    net::{parse_prefix, parse_prefixes},
+    store::{ApplyReport, Kind},
+};
+
+#[derive(Debug, Args)]
+pub struct BlockArgs {
+    /// Addresses or CIDR prefixes.
+    #[arg(required = true, value_name = "CIDR")]
+    prefixes: Vec<String>,
+    /// Lift the block after this long (e.g. 90s, 15m, 1h, 7d); default never.
+    #[arg(long, value_parser = parse_ttl)]
+    ttl: Option<Duration>,
+    /// Why (shown in `list` and the decision log).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AllowArgs {
+    #[arg(required = true, value_name = "CIDR")]
+    prefixes: Vec<String>,
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PrefixArgs {
+    #[arg(required = true, value_name = "CIDR")]
+    prefixes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// File with one prefix per line (`#` and `;` start comments), or `-` for stdin.
+    file: String,
+    #[arg(long, value_parser = parse_ttl)]
+    ttl: Option<Duration>,
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only blocks or only allows.
+    #[arg(long, value_enum)]
+    kind: Option<ListKind>,
+    #[arg(long, short, value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ListKind {
+    Block,
+    Allow,
+}
+
+/// Validates every token locally first: a bad one names itself and nothing is sent.
+fn checked(tokens: &[String]) -> Result<Vec<String>, u8> {
+    match parse_prefixes(tokens) {
+        Ok(ps) => Ok(ps.iter().map(ToString::to_string).collect()),
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("enforcer: {e}");
+            }
+            Err(usage("nothing was applied"))
+        }
+    }
+}
+
+fn report(verb: &str, r: &ApplyReport) -> u8 {
+    let n = r.added + r.updated + r.removed;
+    if r.added + r.updated > 0 {
+        println!("{verb} {n} prefix(es): {} new, {} updated", r.added, r.updated);
+    } else if r.removed > 0 {
+        println!("{verb} {} prefix(es)", r.removed);
+    }
+    if let Some(e) = &r.journal_error {
+        eprintln!("enforcer: warning: applied, but not saved to disk ({e}); it will not survive a reboot");
+    }
+    if r.not_found.is_empty() {
+        EXIT_OK
+    } else {
+        for p in &r.not_found {
+            eprintln!("enforcer: {p} had no such entry");
+        }
+        EXIT_FAILURE
+    }
+}
+
+fn send(socket: &Path, verb: &str, req: &Request) -> u8 {
+    match call(socket, req) {
+        Ok(Reply::Applied(r)) => report(verb, &r),
+        Ok(other) => fail(format!("unexpected reply: {other:?}")),
+        Err(code) => code,
+    }
+}
+
+pub fn block(socket: &Path, a: BlockArgs) -> u8 {
+    let prefixes = match checked(&a.prefixes) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    send(
+        socket,
+        "blocked",
+        &Request::Block {
+            prefixes,
+            ttl_secs: a.ttl.map(|d| d.as_secs()),
+            reason: a.reason,
+        },
+    )
+}
+
+pub fn unblock(socket: &Path, a: PrefixArgs) -> u8 {
+    match checked(&a.prefixes) {
+        Ok(prefixes) => send(socket, "unblocked", &Request::Unblock { prefixes }),
+        Err(c) => c,
+    }
+}
+
+pub fn allow(socket: &Path, a: AllowArgs) -> u8 {
+    match checked(&a.prefixes) {
+        Ok(prefixes) => send(
+            socket,
+            "allowed",
+            &Request::Allow {
+                prefixes,
+                reason: a.reason,
+            },
+        ),
+        Err(c) => c,
+    }
+}
+
+pub fn unallow(socket: &Path, a: PrefixArgs) -> u8 {
+    match checked(&a.prefixes) {
+        Ok(prefixes) => send(socket, "removed from the allowlist", &Request::Unallow { prefixes }),
+        Err(c) => c,
+    }
+}
+
+/// The first token of each line that is not blank or a comment.
+pub fn read_prefix_lines(text: &str) -> (Vec<String>, Vec<(usize, String)>) {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.split(['#', ';']).next().unwrap_or("").trim();
+        let Some(tok) = t.split_whitespace().next() else { continue };
+        match parse_prefix(tok) {
+            Ok(p) => good.push(p.to_string()),
+            Err(e) => bad.push((i + 1, e.to_string())),
+        }
+    }
+    (good, bad)
+}
+
+pub fn import(socket: &Path, a: ImportArgs) -> u8 {
+    let mut text = String::new();
+    let r = if a.file == "-" {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(&a.file).map(|t| text = t)
+    };
+    if let Err(e) = r {
+        return fail(format!("reading {}: {e}", a.file));
+    }
+    let (prefixes, bad) = read_prefix_lines(&text);
+    if !bad.is_empty() {
+        for (line, e) in bad.iter().take(20) {
+            eprintln!("enforcer: {}:{line}: {e}", a.file);
+        }
+        if bad.len() > 20 {
+            eprintln!("enforcer: ... and {} more bad lines", bad.len() - 20);
+        }
+        return usage("nothing was applied");
+    }
+    if prefixes.is_empty() {
+        return usage(format!("{} holds no prefix", a.file));
+    }
+    send(
+        socket,
+        "blocked",
+        &Request::Block {
+            prefixes,
+            ttl_secs: a.ttl.map(|d| d.as_secs()),
+            reason: a.reason.or_else(|| Some(format!("imported from {}", a.file))),
+        },
+    )
+}
+
+pub fn list(socket: &Path, a: ListArgs) -> u8 {
+    let kind = a.kind.map(|k| match k {
+        ListKind::Block => Kind::Block,
+        ListKind::Allow => Kind::Allow,
+    });
+    let decisions = match call(socket, &Request::List { kind }) {
+        Ok(Reply::Decisions { decisions }) => decisions,
+        Ok(other) => return fail(format!("unexpected reply: {other:?}")),
+        Err(code) => return code,
+    };
+    match a.output {
+        OutputFormat::Json => output::print_json(&decisions),
+        OutputFormat::Table => {
+            let mut t = output::table(&["KIND", "PREFIX", "ORIGIN", "EXPIRES IN", "REASON"]);
+            for d in &decisions {
+                t.add_row(vec![
+                    d.kind.name().to_owned(),
+                    d.prefix.to_string(),
+                    d.origin.clone(),
+                    d.ttl_secs.map_or_else(|| "never".to_owned(), output::human_secs),
+                    d.reason.clone(),
+                ]);
+            }
+            println!("{t}");
+            println!("{} decision(s)", decisions.len());
+        }
+    }
+    EXIT_OK
+}

@@ -1,0 +1,80 @@
+//! `enforcer status`.
+
+use std::path::Path;
+
+use clap::Args;
+
+use super::{EXIT_OK, OutputFormat, call, fail, output};
+use crate::control::protocol::Reply;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, short, value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+pub fn status(socket: &Path, a: &StatusArgs) -> u8 {
+    let s = match call(socket, &crate::control::protocol::Request::Status) {
+        Ok(Reply::Status(s)) => s,
+        Ok(other) => return fail(format!("unexpected reply: {other:?}")),
+        Err(code) => return code,
+    };
+    if a.output == OutputFormat::Json {
+        output::print_json(&s);
+        return EXIT_OK;
+    }
+    println!(
+        "enforcer {} — agent pid {}, up {}",
+        s.version,
+        s.pid,
+        output::human_secs(s.uptime_secs)
+    );
+    println!(
+        "config: {}   socket: {}   state: {}   pins: {}{}",
+        s.config.as_deref().unwrap_or("(none)"),
+        s.socket,
+        s.state_dir,
+        s.bpffs,
+        if s.reused_pins { " (taken over from an earlier agent)" } else { "" }
+    );
+    for d in &s.degraded {
+        println!("DEGRADED: {d}");
+    }
+    println!();
+    let mut t = output::table(&["INTERFACE", "XDP MODE", "PINNED"]);
+    for i in &s.interfaces {
+        t.add_row(vec![
+            i.iface.clone(),
+            i.mode.name().to_owned(),
+            if i.pinned { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    println!("{t}\n");
+    let mut t = output::table(&["MAP", "ENTRIES", "CAPACITY", "USED"]);
+    for m in &s.maps {
+        let pct = 100.0 * m.occupancy.entries as f64 / m.occupancy.capacity.max(1) as f64;
+        t.add_row(vec![
+            m.name.clone(),
+            m.occupancy.entries.to_string(),
+            m.occupancy.capacity.to_string(),
+            format!("{pct:.1}%"),
+        ]);
+    }
+    println!("{t}\n");
+    println!(
+        "decisions: {} block, {} allow; expired so far: {}",
+        s.decisions_block, s.decisions_allow, s.store.expired
+    );
+    println!();
+    let mut t = output::table(&["VERDICT", "REASON", "PACKETS", "BYTES"]);
+    for c in &s.counters {
+        t.add_row(vec![
+            c.verdict.clone(),
+            c.reason.clone(),
+            c.packets.to_string(),
+            c.bytes.to_string(),
+        ]);
+    }
+    println!("{t}");
+    EXIT_OK
+}

@@ -1,0 +1,90 @@
+//! The control API's messages: one JSON object per line each way.
+//!
+//! JSON lines keep the protocol scriptable (`socat` works), versionable (unknown
+//! fields are ignored) and language-neutral for external detectors.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    kernel::{Attachment, counters::CounterTotal, prefix_maps::Occupancy},
+    store::{ApplyReport, DecisionView, Kind, StoreStats},
+};
+
+/// A request to the agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Block prefixes (manual origin), optionally for a time.
+    Block {
+        prefixes: Vec<String>,
+        ttl_secs: Option<u64>,
+        reason: Option<String>,
+    },
+    /// Remove every origin's block on exactly these prefixes.
+    Unblock { prefixes: Vec<String> },
+    /// Allowlist prefixes (manual origin).
+    Allow {
+        prefixes: Vec<String>,
+        reason: Option<String>,
+    },
+    /// Remove allowlist entries.
+    Unallow { prefixes: Vec<String> },
+    /// Current decisions.
+    List { kind: Option<Kind> },
+    /// Agent, maps, attachments and counters.
+    Status,
+}
+
+/// Why a request failed; decides the CLI's exit code.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request itself is wrong (bad prefix, bad TTL): exit 2.
+    BadRequest,
+    /// The peer is not root or in the admin group.
+    Forbidden,
+    /// Valid, but refused (a map is full): nothing applied.
+    Refused,
+    /// The agent failed.
+    Internal,
+}
+
+/// The agent's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Applied(ApplyReport),
+    Decisions { decisions: Vec<DecisionView> },
+    Status(Box<StatusView>),
+    Error { kind: ErrorKind, message: String },
+}
+
+/// What `enforcer status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusView {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub config: Option<String>,
+    pub socket: String,
+    pub state_dir: String,
+    pub bpffs: String,
+    /// True when maps were reused from an earlier agent's pins.
+    pub reused_pins: bool,
+    pub interfaces: Vec<Attachment>,
+    pub maps: Vec<MapStatus>,
+    pub decisions_block: usize,
+    pub decisions_allow: usize,
+    pub counters: Vec<CounterTotal>,
+    pub store: StoreStats,
+    /// Any degraded mode (generic XDP fallback, unpinned link) is listed here.
+    pub degraded: Vec<String>,
+}
+
+/// Occupancy of one map, for status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MapStatus {
+    pub name: String,
+    #[serde(flatten)]
+    pub occupancy: Occupancy,
+}
