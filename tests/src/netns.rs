@@ -1,0 +1,142 @@
+//! Network namespaces joined by veth pairs, removed by guards even on panic.
+//!
+//! Each topology gets namespace names unique to this process and test, and
+//! addresses only from 198.18.0.0/15 and 2001:2::/48.
+
+use std::{
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+static NEXT: AtomicU32 = AtomicU32::new(1);
+
+/// Runs a command, panicking with its output if it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: String) -> Self {
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Self { name }
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`).
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// The path `setns`/`nsenter` take.
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veths in it (and their peers).
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// One client namespace linked to the server namespace.
+pub struct Client {
+    pub ns: Netns,
+    /// The server-side interface of the link (where XDP runs).
+    pub server_if: String,
+    pub addr4: String,
+    pub addr6: String,
+    /// The server's address on this link.
+    pub server4: String,
+    pub server6: String,
+}
+
+/// A server namespace with `n` client namespaces, each on its own veth pair:
+/// link i uses 198.18.K.(4i)/30 and 2001:2:i:K::/64, K unique per topology.
+pub struct Topology {
+    pub server: Netns,
+    pub clients: Vec<Client>,
+    pub tag: String,
+}
+
+impl Topology {
+    pub fn new(n: usize) -> Self {
+        let id = NEXT.fetch_add(1, Ordering::SeqCst);
+        let k = (std::process::id().wrapping_mul(31).wrapping_add(id * 7)) % 250 + 1;
+        let tag = format!("{}{}", std::process::id() % 100_000, id);
+        let server = Netns::new(format!("enf-{tag}-srv"));
+        let mut clients = Vec::new();
+        for i in 0..n {
+            let ns = Netns::new(format!("enf-{tag}-c{i}"));
+            let server_if = format!("es{tag}{i}");
+            let client_if = format!("ec{tag}{i}");
+            assert!(server_if.len() <= 15, "interface name too long: {server_if}");
+            sh(&[
+                "ip", "link", "add", &server_if, "netns", &server.name, "type", "veth", "peer",
+                "name", &client_if, "netns", &ns.name,
+            ]);
+            let base = 4 * i as u32;
+            let server4 = format!("198.18.{k}.{}", base + 1);
+            let addr4 = format!("198.18.{k}.{}", base + 2);
+            let server6 = format!("2001:2:{i:x}:{k:x}::1");
+            let addr6 = format!("2001:2:{i:x}:{k:x}::2");
+            for (nsname, ifname, a4, a6) in [
+                (&server.name, &server_if, &server4, &server6),
+                (&ns.name, &client_if, &addr4, &addr6),
+            ] {
+                sh(&["ip", "-n", nsname, "addr", "add", &format!("{a4}/30"), "dev", ifname]);
+                sh(&[
+                    "ip", "-n", nsname, "addr", "add", &format!("{a6}/64"), "dev", ifname,
+                    "nodad",
+                ]);
+                sh(&["ip", "-n", nsname, "link", "set", ifname, "up"]);
+            }
+            clients.push(Client {
+                ns,
+                server_if,
+                addr4,
+                addr6,
+                server4,
+                server6,
+            });
+        }
+        Self {
+            server,
+            clients,
+            tag,
+        }
+    }
+
+    /// The server-side interfaces (to attach XDP to).
+    pub fn server_ifs(&self) -> Vec<String> {
+        self.clients.iter().map(|c| c.server_if.clone()).collect()
+    }
+}
+
+/// Moves the calling thread into a namespace (sockets made afterwards live there).
+pub fn enter(ns_path: &str) {
+    let f = std::fs::File::open(ns_path).unwrap_or_else(|e| panic!("open {ns_path}: {e}"));
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: setns on a valid namespace fd affects only this thread.
+    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(r, 0, "setns {ns_path}: {}", std::io::Error::last_os_error());
+}
