@@ -6,7 +6,10 @@ use enforcer_tests::agent::{binary, cli};
 
 #[test]
 fn no_agent_is_a_one_line_error_with_exit_1() {
-    let out = cli(std::path::Path::new("/tmp/enforcer-no-such.sock"), &["list"]);
+    let out = cli(
+        std::path::Path::new("/tmp/enforcer-no-such.sock"),
+        &["list"],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -31,9 +34,18 @@ fn an_invalid_config_stops_the_agent_at_start_with_file_and_line() {
     let dir = std::env::temp_dir().join(format!("enforcer-cfgtest-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("bad.toml");
-    std::fs::write(&cfg, "[agent]\ninterfaces = [\"lo\"]\n\n[blocklist]\nprefixes = [\"198.18.0.0/99\"]\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[agent]\ninterfaces = [\"lo\"]\n\n[blocklist]\nprefixes = [\"198.18.0.0/99\"]\n",
+    )
+    .unwrap();
     let out = Command::new(binary())
-        .args(["--socket", dir.join("s.sock").to_str().unwrap(), "run", "--config"])
+        .args([
+            "--socket",
+            dir.join("s.sock").to_str().unwrap(),
+            "run",
+            "--config",
+        ])
         .arg(&cfg)
         .args(["--bpffs", "/sys/fs/bpf/enforcer-cfgtest", "--state-dir"])
         .arg(dir.join("state"))
@@ -42,10 +54,16 @@ fn an_invalid_config_stops_the_agent_at_start_with_file_and_line() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("{}:5:13: `blocklist.prefixes[0]`: found \"198.18.0.0/99\"", cfg.display())),
+        err.contains(&format!(
+            "{}:5:13: `blocklist.prefixes[0]`: found \"198.18.0.0/99\"",
+            cfg.display()
+        )),
         "{err}"
     );
-    assert!(!std::path::Path::new("/sys/fs/bpf/enforcer-cfgtest").exists(), "pins created for a bad config");
+    assert!(
+        !std::path::Path::new("/sys/fs/bpf/enforcer-cfgtest").exists(),
+        "pins created for a bad config"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -58,11 +76,12 @@ fn the_socket_refuses_non_root_peers() {
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("s.sock");
     let rt = tokio_rt();
-    let listener = rt.block_on(enforcer::control::server::bind(
-        &sock,
-        enforcer::control::server::Access { admin_gid: None },
-    ))
-    .unwrap();
+    let listener = rt
+        .block_on(enforcer::control::server::bind(
+            &sock,
+            enforcer::control::server::Access { admin_gid: None },
+        ))
+        .unwrap();
     let mode = std::fs::metadata(&sock).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(mode.permissions().mode() & 0o777, 0o600);
@@ -75,7 +94,11 @@ fn the_socket_refuses_non_root_peers() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Second line of defence: even on a world-writable socket, the peer's
     // credentials are checked and a non-root, non-admin peer is refused.
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -96,7 +119,10 @@ fn the_socket_refuses_non_root_peers() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("the control API is for root or the configured admin group"), "{err}");
+    assert!(
+        err.contains("the control API is for root or the configured admin group"),
+        "{err}"
+    );
     // Root is admitted.
     assert!(cli(&sock, &["list"]).status.success());
     server.abort();

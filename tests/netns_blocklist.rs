@@ -21,7 +21,12 @@ fn url6(host: &str) -> String {
 fn setup(extra: &[&str]) -> (Topology, httpd::Httpd, Agent) {
     let topo = Topology::new(2);
     let srv = httpd::start(Some(&topo.server.path()), "[::]:8080".parse().unwrap());
-    let agent = Agent::start(&topo.server.name, &topo.server_ifs(), Paths::new(&topo.tag), extra);
+    let agent = Agent::start(
+        &topo.server.name,
+        &topo.server_ifs(),
+        Paths::new(&topo.tag),
+        extra,
+    );
     (topo, srv, agent)
 }
 
@@ -33,7 +38,10 @@ fn configured_blocklist_stops_one_client_and_not_the_other() {
     let cfg = paths.socket.parent().unwrap().join("enforcer.toml");
     std::fs::write(
         &cfg,
-        format!("[blocklist]\nprefixes = [\"{}\", {{ prefix = \"{}\", reason = \"test\" }}]\n", a.addr4, a.addr6),
+        format!(
+            "[blocklist]\nprefixes = [\"{}\", {{ prefix = \"{}\", reason = \"test\" }}]\n",
+            a.addr4, a.addr6
+        ),
     )
     .unwrap();
     let _srv = httpd::start(Some(&topo.server.path()), "[::]:8080".parse().unwrap());
@@ -43,10 +51,22 @@ fn configured_blocklist_stops_one_client_and_not_the_other() {
         paths,
         &["--config", cfg.to_str().unwrap()],
     );
-    assert!(!curl_ok(&a.ns, &url4(&a.server4)), "blocked client A connected over IPv4");
-    assert!(!curl_ok(&a.ns, &url6(&a.server6)), "blocked client A connected over IPv6");
-    assert!(curl_ok(&b.ns, &url4(&b.server4)), "client B could not connect");
-    assert!(curl_ok(&b.ns, &url6(&b.server6)), "client B could not connect over IPv6");
+    assert!(
+        !curl_ok(&a.ns, &url4(&a.server4)),
+        "blocked client A connected over IPv4"
+    );
+    assert!(
+        !curl_ok(&a.ns, &url6(&a.server6)),
+        "blocked client A connected over IPv6"
+    );
+    assert!(
+        curl_ok(&b.ns, &url4(&b.server4)),
+        "client B could not connect"
+    );
+    assert!(
+        curl_ok(&b.ns, &url6(&b.server6)),
+        "client B could not connect over IPv6"
+    );
     assert!(agent.counter("drop", "blocklist_config") > 0);
     let list = agent.ok(&["list", "-o", "json"]);
     assert!(list.contains("\"origin\": \"config\""), "{list}");
@@ -66,10 +86,19 @@ fn cli_block_takes_effect_and_unblock_restores() {
     assert!(!curl_ok(&a.ns, &url6(&a.server6)));
     assert!(curl_ok(&b.ns, &url4(&b.server4)));
     let list = agent.ok(&["list"]);
-    assert!(list.contains("credential stuffing") && list.contains("manual"), "{list}");
+    assert!(
+        list.contains("credential stuffing") && list.contains("manual"),
+        "{list}"
+    );
     agent.ok(&["unblock", &net4, &net6]);
-    assert!(curl_ok(&a.ns, &url4(&a.server4)), "unblock did not restore IPv4");
-    assert!(curl_ok(&a.ns, &url6(&a.server6)), "unblock did not restore IPv6");
+    assert!(
+        curl_ok(&a.ns, &url4(&a.server4)),
+        "unblock did not restore IPv4"
+    );
+    assert!(
+        curl_ok(&a.ns, &url6(&a.server6)),
+        "unblock did not restore IPv6"
+    );
     // Unblocking again reports the missing entry and exits 1.
     let again = agent.cli(&["unblock", &net4]);
     assert_eq!(again.status.code(), Some(1));
@@ -87,7 +116,9 @@ fn a_block_with_a_ttl_expires_by_itself() {
         "the 2s block did not expire"
     );
     // The sweeper removed it from the list too.
-    assert!(eventually(Duration::from_secs(2), || !agent.ok(&["list"]).contains(&a.addr4)));
+    assert!(eventually(Duration::from_secs(2), || !agent
+        .ok(&["list"])
+        .contains(&a.addr4)));
 }
 
 #[test]
@@ -111,14 +142,20 @@ fn enforcement_survives_an_agent_restart_without_a_gap() {
     agent.ok(&["block", &a.addr4, "--reason", "kept across restarts"]);
     agent.stop();
     // No agent: the pinned link and maps keep enforcing.
-    assert!(!curl_ok(&a.ns, &url4(&a.server4)), "block lost while the agent was down");
+    assert!(
+        !curl_ok(&a.ns, &url4(&a.server4)),
+        "block lost while the agent was down"
+    );
     assert!(curl_ok(&b.ns, &url4(&b.server4)));
     agent.restart();
     assert!(!curl_ok(&a.ns, &url4(&a.server4)));
     let list = agent.ok(&["list"]);
     assert!(list.contains("kept across restarts"), "{list}");
     let status = agent.ok(&["status"]);
-    assert!(status.contains("taken over from an earlier agent"), "{status}");
+    assert!(
+        status.contains("taken over from an earlier agent"),
+        "{status}"
+    );
 }
 
 #[test]
@@ -128,10 +165,16 @@ fn bad_input_is_refused_with_nothing_applied() {
     let out = agent.cli(&["block", &a.addr4, "198.18.0.0/33"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`198.18.0.0/33`") && err.contains("nothing was applied"), "{err}");
+    assert!(
+        err.contains("`198.18.0.0/33`") && err.contains("nothing was applied"),
+        "{err}"
+    );
     let out = agent.cli(&["block", &a.addr4, "--ttl", "soon"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`soon`"));
-    assert!(curl_ok(&a.ns, &url4(&a.server4)), "a refused command blocked something");
+    assert!(
+        curl_ok(&a.ns, &url4(&a.server4)),
+        "a refused command blocked something"
+    );
     assert!(agent.ok(&["list", "-o", "json"]).trim() == "[]");
 }

@@ -10,11 +10,19 @@ use enforcer_tests::{
 };
 
 fn v4(src: &str) -> Ipv4 {
-    Ipv4::new(src.parse().unwrap(), Ipv4Addr::new(198, 19, 0, 1), L4::tcp(40000, 80, TCP_SYN))
+    Ipv4::new(
+        src.parse().unwrap(),
+        Ipv4Addr::new(198, 19, 0, 1),
+        L4::tcp(40000, 80, TCP_SYN),
+    )
 }
 
 fn v6(src: &str) -> Ipv6 {
-    Ipv6::new(src.parse().unwrap(), "2001:2::1".parse().unwrap(), L4::tcp(40000, 80, TCP_SYN))
+    Ipv6::new(
+        src.parse().unwrap(),
+        "2001:2::1".parse().unwrap(),
+        L4::tcp(40000, 80, TCP_SYN),
+    )
 }
 
 #[test]
@@ -63,10 +71,26 @@ fn vlan_tags_do_not_hide_a_blocked_source() {
     let bad4 = v4("198.18.7.1").bytes();
     let good4 = v4("198.18.8.1").bytes();
     let bad6 = v6("2001:2:0:7::1").bytes();
-    for tags in [vec![dot1q(10)], vec![dot1ad(100), dot1q(10)], vec![dot1q(100), dot1q(10)]] {
-        assert_eq!(p.run(&ethernet(&tags, ETH_P_IP, &bad4)), XDP_DROP, "{tags:?}");
-        assert_eq!(p.run(&ethernet(&tags, ETH_P_IP, &good4)), XDP_PASS, "{tags:?}");
-        assert_eq!(p.run(&ethernet(&tags, ETH_P_IPV6, &bad6)), XDP_DROP, "{tags:?}");
+    for tags in [
+        vec![dot1q(10)],
+        vec![dot1ad(100), dot1q(10)],
+        vec![dot1q(100), dot1q(10)],
+    ] {
+        assert_eq!(
+            p.run(&ethernet(&tags, ETH_P_IP, &bad4)),
+            XDP_DROP,
+            "{tags:?}"
+        );
+        assert_eq!(
+            p.run(&ethernet(&tags, ETH_P_IP, &good4)),
+            XDP_PASS,
+            "{tags:?}"
+        );
+        assert_eq!(
+            p.run(&ethernet(&tags, ETH_P_IPV6, &bad6)),
+            XDP_DROP,
+            "{tags:?}"
+        );
     }
     // A third tag is beyond what we follow: passed and counted as unsupported.
     let three = [dot1ad(1), dot1q(2), dot1q(3)];
@@ -83,7 +107,10 @@ fn ipv4_options_and_fragments() {
     let max = v4("198.18.7.1").options(&[1; 40]);
     assert_eq!(p.run(&v4_frame(&ra)), XDP_DROP);
     assert_eq!(p.run(&v4_frame(&max)), XDP_DROP);
-    assert_eq!(p.run(&v4_frame(&v4("198.18.8.1").options(&[1; 40]))), XDP_PASS);
+    assert_eq!(
+        p.run(&v4_frame(&v4("198.18.8.1").options(&[1; 40]))),
+        XDP_PASS
+    );
     // First fragment (MF, offset 0) and a later one (offset 185 * 8 bytes).
     let first = v4("198.18.7.1").fragment(true, 0);
     let later = Ipv4 {
@@ -132,7 +159,11 @@ fn ipv6_extension_headers_each_and_chained() {
     assert_eq!(p.run(&v6_frame(&chain_bad)), XDP_DROP);
     let before = p.count("pass", "not_listed");
     assert_eq!(p.run(&v6_frame(&chain_good)), XDP_PASS);
-    assert_eq!(p.count("pass", "not_listed"), before + 1, "a full chain parses");
+    assert_eq!(
+        p.count("pass", "not_listed"),
+        before + 1,
+        "a full chain parses"
+    );
     // A non-first IPv6 fragment carries no TCP header and is still dropped.
     let later = Ipv6 {
         l4: L4::Raw {
@@ -189,7 +220,11 @@ fn truncations(p: &Program, frame: &[u8], src_end: usize, blocked: bool) {
             assert_eq!(verdict, XDP_DROP, "cut at {cut}");
         } else {
             assert_eq!(verdict, XDP_PASS, "cut at {cut}");
-            assert_eq!(p.count("pass", "malformed"), before + 1, "cut at {cut} not counted");
+            assert_eq!(
+                p.count("pass", "malformed"),
+                before + 1,
+                "cut at {cut} not counted"
+            );
         }
     }
 }
@@ -200,9 +235,17 @@ fn truncated_at_every_boundary_passes_and_is_counted() {
     p.block("198.18.7.0/24", None);
     p.block("2001:2:0:7::/64", None);
     // Ethernet + one VLAN + IPv4 with options + TCP: every cut short of the end.
-    let ok4 = ethernet(&[dot1q(5)], ETH_P_IP, &v4("198.18.8.1").options(&[1; 8]).bytes());
+    let ok4 = ethernet(
+        &[dot1q(5)],
+        ETH_P_IP,
+        &v4("198.18.8.1").options(&[1; 8]).bytes(),
+    );
     truncations(&p, &ok4, 0, false);
-    let bad4 = ethernet(&[dot1q(5)], ETH_P_IP, &v4("198.18.7.1").options(&[1; 8]).bytes());
+    let bad4 = ethernet(
+        &[dot1q(5)],
+        ETH_P_IP,
+        &v4("198.18.7.1").options(&[1; 8]).bytes(),
+    );
     // The first 20 IPv4 header bytes end at 18 + 20 = 38.
     truncations(&p, &bad4, 38, true);
     let ok6 = v6_frame(&v6("2001:2:0:8::1").ext(Ext::HopByHop).ext(Ext::Fragment {
@@ -226,7 +269,10 @@ fn non_ip_passes_and_is_counted() {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 11
     }
 }

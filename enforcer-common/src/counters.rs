@@ -148,7 +148,10 @@ mod tests {
         }
         assert_eq!(block_reason(99), Reason::BlockBase as u32);
         assert!((Reason::RouteLimit as u32) < REASON_SLOTS);
-        assert_eq!(reason_name(Reason::RateLimitSyn as u32), Some("ratelimit_syn"));
+        assert_eq!(
+            reason_name(Reason::RateLimitSyn as u32),
+            Some("ratelimit_syn")
+        );
         assert_eq!(reason_name(31), None);
     }
 }

@@ -110,7 +110,7 @@ pub const fn v6_join(hi: u64, lo: u64) -> [u8; 16] {
 pub const fn mask_v6(addr: &[u8; 16], len: u32) -> [u8; 16] {
     let (hi, lo) = v6_halves(addr);
     let hi_len = if len > 64 { 64 } else { len };
-    let lo_len = if len > 64 { len - 64 } else { 0 };
+    let lo_len = len.saturating_sub(64);
     v6_join(hi & half_mask(hi_len), lo & half_mask(lo_len))
 }
 

@@ -10,8 +10,8 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, xdp_action},
-    helpers::{bpf_ktime_get_coarse_ns, generated::bpf_loop},
     cty::c_void,
+    helpers::{bpf_ktime_get_coarse_ns, generated::bpf_loop},
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::XdpContext,

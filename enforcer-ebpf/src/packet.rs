@@ -26,6 +26,11 @@ impl Packet {
         self.end - self.start
     }
 
+    #[inline(always)]
+    pub const fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
     /// A pointer to a `T` at `offset`, if the whole `T` lies inside the packet.
     #[inline(always)]
     pub fn ptr_at<T>(&self, offset: usize) -> Option<*const T> {

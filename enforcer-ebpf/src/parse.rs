@@ -96,12 +96,8 @@ pub fn v4_transport(pkt: &Packet, l3: usize) -> Result<L4, ParseError> {
     if pkt.len() < off {
         return Err(ParseError::Malformed);
     }
-    let frag = pkt
-        .be16(l3 + IPV4_FRAG_OFF)
-        .ok_or(ParseError::Malformed)?;
-    let proto = pkt
-        .byte(l3 + IPV4_PROTO_OFF)
-        .ok_or(ParseError::Malformed)?;
+    let frag = pkt.be16(l3 + IPV4_FRAG_OFF).ok_or(ParseError::Malformed)?;
+    let proto = pkt.byte(l3 + IPV4_PROTO_OFF).ok_or(ParseError::Malformed)?;
     if frag & IPV4_FRAG_OFFSET_MASK != 0 {
         return Ok(L4 {
             proto,
@@ -129,9 +125,7 @@ pub fn v6_transport(pkt: &Packet, l3: usize) -> Result<L4, ParseError> {
     if pkt.len() < l3 + IPV6_HLEN {
         return Err(ParseError::Malformed);
     }
-    let mut next = pkt
-        .byte(l3 + IPV6_NEXT_OFF)
-        .ok_or(ParseError::Malformed)?;
+    let mut next = pkt.byte(l3 + IPV6_NEXT_OFF).ok_or(ParseError::Malformed)?;
     let mut off = l3 + IPV6_HLEN;
     // Bounded: one iteration per extension header we are willing to follow.
     for _ in 0..MAX_IPV6_EXT_HEADERS {

@@ -50,19 +50,38 @@ mod tests {
 
     #[test]
     fn plain_addresses_are_host_prefixes() {
-        assert_eq!(parse_prefix("198.18.0.1").unwrap().to_string(), "198.18.0.1/32");
-        assert_eq!(parse_prefix("2001:2::1").unwrap().to_string(), "2001:2::1/128");
+        assert_eq!(
+            parse_prefix("198.18.0.1").unwrap().to_string(),
+            "198.18.0.1/32"
+        );
+        assert_eq!(
+            parse_prefix("2001:2::1").unwrap().to_string(),
+            "2001:2::1/128"
+        );
     }
 
     #[test]
     fn host_bits_are_cleared() {
-        assert_eq!(parse_prefix("198.18.7.9/24").unwrap().to_string(), "198.18.7.0/24");
-        assert_eq!(parse_prefix(" 2001:2::9/48 ").unwrap().to_string(), "2001:2::/48");
+        assert_eq!(
+            parse_prefix("198.18.7.9/24").unwrap().to_string(),
+            "198.18.7.0/24"
+        );
+        assert_eq!(
+            parse_prefix(" 2001:2::9/48 ").unwrap().to_string(),
+            "2001:2::/48"
+        );
     }
 
     #[test]
     fn bad_tokens_are_named() {
-        for t in ["", "198.18.0.0/33", "198.18.0", "x", "2001:2::/129", "198.18.0.0/"] {
+        for t in [
+            "",
+            "198.18.0.0/33",
+            "198.18.0",
+            "x",
+            "2001:2::/129",
+            "198.18.0.0/",
+        ] {
             let e = parse_prefix(t).unwrap_err();
             assert_eq!(e.token, t);
             assert!(e.to_string().contains(&format!("`{t}`")));

@@ -22,7 +22,11 @@ pub fn binary() -> PathBuf {
         .and_then(Path::parent)
         .expect("test executables live in target/<profile>/deps");
     let bin = dir.join("enforcer-under-test");
-    assert!(bin.exists(), "{} is missing: run the tests through cargo", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests through cargo",
+        bin.display()
+    );
     bin
 }
 
@@ -110,7 +114,11 @@ impl Agent {
             if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("the agent exited ({st}) at start:\n{}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "the agent did not come up:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not come up:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -196,7 +204,16 @@ pub fn cli(socket: &Path, args: &[&str]) -> Output {
 /// Whether an HTTP GET from inside `ns` to `url` succeeds within a short timeout.
 pub fn curl_ok(ns: &crate::netns::Netns, url: &str) -> bool {
     ns.cmd("curl")
-        .args(["-sS", "-o", "/dev/null", "--connect-timeout", "1", "-m", "3", url])
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--connect-timeout",
+            "1",
+            "-m",
+            "3",
+            url,
+        ])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)

@@ -141,7 +141,11 @@ fn route(method: &str, target: &str, body: &[u8]) -> (u16, String, &'static str)
             if String::from_utf8_lossy(body).contains("password=good") {
                 (200, "{\"token\":\"t\"}".into(), "application/json")
             } else {
-                (401, "{\"error\":\"bad credentials\"}".into(), "application/json")
+                (
+                    401,
+                    "{\"error\":\"bad credentials\"}".into(),
+                    "application/json",
+                )
             }
         }
         (_, p) if p.starts_with("/api/items") => (

@@ -54,7 +54,9 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace deletes the veths in it (and their peers).
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -89,10 +91,24 @@ impl Topology {
             let ns = Netns::new(format!("enf-{tag}-c{i}"));
             let server_if = format!("es{tag}{i}");
             let client_if = format!("ec{tag}{i}");
-            assert!(server_if.len() <= 15, "interface name too long: {server_if}");
+            assert!(
+                server_if.len() <= 15,
+                "interface name too long: {server_if}"
+            );
             sh(&[
-                "ip", "link", "add", &server_if, "netns", &server.name, "type", "veth", "peer",
-                "name", &client_if, "netns", &ns.name,
+                "ip",
+                "link",
+                "add",
+                &server_if,
+                "netns",
+                &server.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &client_if,
+                "netns",
+                &ns.name,
             ]);
             let base = 4 * i as u32;
             let server4 = format!("198.18.{k}.{}", base + 1);
@@ -103,9 +119,25 @@ impl Topology {
                 (&server.name, &server_if, &server4, &server6),
                 (&ns.name, &client_if, &addr4, &addr6),
             ] {
-                sh(&["ip", "-n", nsname, "addr", "add", &format!("{a4}/30"), "dev", ifname]);
                 sh(&[
-                    "ip", "-n", nsname, "addr", "add", &format!("{a6}/64"), "dev", ifname,
+                    "ip",
+                    "-n",
+                    nsname,
+                    "addr",
+                    "add",
+                    &format!("{a4}/30"),
+                    "dev",
+                    ifname,
+                ]);
+                sh(&[
+                    "ip",
+                    "-n",
+                    nsname,
+                    "addr",
+                    "add",
+                    &format!("{a6}/64"),
+                    "dev",
+                    ifname,
                     "nodad",
                 ]);
                 sh(&["ip", "-n", nsname, "link", "set", ifname, "up"]);

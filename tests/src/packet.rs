@@ -170,7 +170,7 @@ impl Ipv4 {
     /// Adds IP options (padded to a multiple of 4 bytes with End-of-List).
     pub fn options(mut self, opts: &[u8]) -> Self {
         self.options = opts.to_vec();
-        while self.options.len() % 4 != 0 {
+        while !self.options.len().is_multiple_of(4) {
             self.options.push(0);
         }
         self
@@ -226,7 +226,10 @@ pub enum Ext {
     Routing,
     DestOpts,
     /// Fragment header: offset in 8-byte units, more-fragments flag.
-    Fragment { offset: u16, more: bool },
+    Fragment {
+        offset: u16,
+        more: bool,
+    },
     /// Authentication header.
     Auth,
 }
@@ -303,10 +306,7 @@ impl Ipv6 {
         let l4 = self.l4.bytes(&pseudo);
         let mut chain = Vec::new();
         for (i, e) in self.ext.iter().enumerate() {
-            let next = self
-                .ext
-                .get(i + 1)
-                .map_or(self.l4.proto(), Ext::number);
+            let next = self.ext.get(i + 1).map_or(self.l4.proto(), Ext::number);
             chain.extend_from_slice(&e.bytes(next));
         }
         let first = self.ext.first().map_or(self.l4.proto(), Ext::number);

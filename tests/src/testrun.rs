@@ -60,9 +60,12 @@ impl Program {
 
     /// Blocks `prefix` (never expiring unless `ttl` is given).
     pub fn block(&mut self, prefix: &str, ttl: Option<Duration>) {
-        self.block_with_expiry(prefix, ttl.map_or(0, |t| {
-            enforcer::kernel::clock::monotonic_ns() + t.as_nanos() as u64
-        }));
+        self.block_with_expiry(
+            prefix,
+            ttl.map_or(0, |t| {
+                enforcer::kernel::clock::monotonic_ns() + t.as_nanos() as u64
+            }),
+        );
     }
 
     /// Blocks `prefix` with a raw monotonic expiry (1 = long past).

@@ -34,7 +34,13 @@ pub fn ensure(root: &Path) -> anyhow::Result<()> {
         let target = c"/sys/fs/bpf";
         // SAFETY: valid C strings; mount(2) has no memory effects on us.
         let r = unsafe {
-            libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, std::ptr::null())
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                src.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
         };
         if r != 0 {
             anyhow::bail!(

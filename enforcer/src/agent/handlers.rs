@@ -158,11 +158,17 @@ fn status(agent: &Agent) -> Reply {
     let (a4, a6) = maps.allow_occupancy();
     let mut degraded = Vec::new();
     for a in &attachments {
-        if a.degraded || (a.mode == AttachedMode::Generic && cfg.xdp_mode != crate::kernel::XdpModeChoice::Generic) {
+        if a.degraded
+            || (a.mode == AttachedMode::Generic
+                && cfg.xdp_mode != crate::kernel::XdpModeChoice::Generic)
+        {
             degraded.push(format!("{}: generic XDP (native not available)", a.iface));
         }
         if !a.pinned {
-            degraded.push(format!("{}: link not pinned (detaches when the agent exits)", a.iface));
+            degraded.push(format!(
+                "{}: link not pinned (detaches when the agent exits)",
+                a.iface
+            ));
         }
     }
     let counters = match agent.counters.totals() {
@@ -180,10 +186,22 @@ fn status(agent: &Agent) -> Reply {
         reused_pins: agent.reused_pins,
         interfaces: attachments,
         maps: vec![
-            MapStatus { name: "blocklist_v4".into(), occupancy: b4 },
-            MapStatus { name: "blocklist_v6".into(), occupancy: b6 },
-            MapStatus { name: "allowlist_v4".into(), occupancy: a4 },
-            MapStatus { name: "allowlist_v6".into(), occupancy: a6 },
+            MapStatus {
+                name: "blocklist_v4".into(),
+                occupancy: b4,
+            },
+            MapStatus {
+                name: "blocklist_v6".into(),
+                occupancy: b6,
+            },
+            MapStatus {
+                name: "allowlist_v4".into(),
+                occupancy: a4,
+            },
+            MapStatus {
+                name: "allowlist_v6".into(),
+                occupancy: a6,
+            },
         ],
         decisions_block: store.len(Kind::Block),
         decisions_allow: store.len(Kind::Allow),
@@ -207,7 +225,9 @@ pub(super) fn reload(agent: &Agent) {
             return;
         }
     };
-    let Ok(mut store) = agent.store.lock() else { return };
+    let Ok(mut store) = agent.store.lock() else {
+        return;
+    };
     match super::apply_static_lists(&mut store, &new) {
         Ok(()) => {
             if let Ok(mut c) = agent.config.lock() {

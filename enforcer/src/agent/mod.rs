@@ -203,7 +203,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
 /// Applies the config file's static allow and block lists as the `config`
 /// origin, replacing what an earlier config put there.
-pub(crate) fn apply_static_lists(store: &mut Store<PrefixMaps>, cfg: &Config) -> anyhow::Result<()> {
+pub(crate) fn apply_static_lists(
+    store: &mut Store<PrefixMaps>,
+    cfg: &Config,
+) -> anyhow::Result<()> {
     store
         .replace_origin(Kind::Allow, Origin::Config, 0, &cfg.allow)
         .context("applying the configured allowlist")?;

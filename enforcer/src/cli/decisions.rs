@@ -79,12 +79,17 @@ fn checked(tokens: &[String]) -> Result<Vec<String>, u8> {
 fn report(verb: &str, r: &ApplyReport) -> u8 {
     let n = r.added + r.updated + r.removed;
     if r.added + r.updated > 0 {
-        println!("{verb} {n} prefix(es): {} new, {} updated", r.added, r.updated);
+        println!(
+            "{verb} {n} prefix(es): {} new, {} updated",
+            r.added, r.updated
+        );
     } else if r.removed > 0 {
         println!("{verb} {} prefix(es)", r.removed);
     }
     if let Some(e) = &r.journal_error {
-        eprintln!("enforcer: warning: applied, but not saved to disk ({e}); it will not survive a reboot");
+        eprintln!(
+            "enforcer: warning: applied, but not saved to disk ({e}); it will not survive a reboot"
+        );
     }
     if r.not_found.is_empty() {
         EXIT_OK
@@ -143,7 +148,11 @@ pub fn allow(socket: &Path, a: AllowArgs) -> u8 {
 
 pub fn unallow(socket: &Path, a: PrefixArgs) -> u8 {
     match checked(&a.prefixes) {
-        Ok(prefixes) => send(socket, "removed from the allowlist", &Request::Unallow { prefixes }),
+        Ok(prefixes) => send(
+            socket,
+            "removed from the allowlist",
+            &Request::Unallow { prefixes },
+        ),
         Err(c) => c,
     }
 }
@@ -154,7 +163,9 @@ pub fn read_prefix_lines(text: &str) -> (Vec<String>, Vec<(usize, String)>) {
     let mut bad = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let t = line.split(['#', ';']).next().unwrap_or("").trim();
-        let Some(tok) = t.split_whitespace().next() else { continue };
+        let Some(tok) = t.split_whitespace().next() else {
+            continue;
+        };
         match parse_prefix(tok) {
             Ok(p) => good.push(p.to_string()),
             Err(e) => bad.push((i + 1, e.to_string())),
@@ -192,7 +203,9 @@ pub fn import(socket: &Path, a: ImportArgs) -> u8 {
         &Request::Block {
             prefixes,
             ttl_secs: a.ttl.map(|d| d.as_secs()),
-            reason: a.reason.or_else(|| Some(format!("imported from {}", a.file))),
+            reason: a
+                .reason
+                .or_else(|| Some(format!("imported from {}", a.file))),
         },
     )
 }
@@ -216,7 +229,8 @@ pub fn list(socket: &Path, a: ListArgs) -> u8 {
                     d.kind.name().to_owned(),
                     d.prefix.to_string(),
                     d.origin.clone(),
-                    d.ttl_secs.map_or_else(|| "never".to_owned(), output::human_secs),
+                    d.ttl_secs
+                        .map_or_else(|| "never".to_owned(), output::human_secs),
                     d.reason.clone(),
                 ]);
             }

@@ -35,7 +35,11 @@ pub fn status(socket: &Path, a: &StatusArgs) -> u8 {
         s.socket,
         s.state_dir,
         s.bpffs,
-        if s.reused_pins { " (taken over from an earlier agent)" } else { "" }
+        if s.reused_pins {
+            " (taken over from an earlier agent)"
+        } else {
+            ""
+        }
     );
     for d in &s.degraded {
         println!("DEGRADED: {d}");

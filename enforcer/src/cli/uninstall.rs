@@ -23,7 +23,10 @@ pub fn uninstall(socket: &Path, a: &UninstallArgs) -> u8 {
     }
     match crate::kernel::remove_pins(&a.bpffs) {
         Ok(n) => {
-            println!("removed {n} pin(s) under {}; enforcement is off", a.bpffs.display());
+            println!(
+                "removed {n} pin(s) under {}; enforcement is off",
+                a.bpffs.display()
+            );
             EXIT_OK
         }
         Err(e) => fail(format!("removing pins under {}: {e}", a.bpffs.display())),

@@ -138,7 +138,12 @@ mod tests {
         assert_eq!(s.position(off), (5, 13));
         assert_eq!(s.key_at(off), "blocklist.prefixes");
         assert_eq!(s.key_at(text.find("\"eth0").unwrap()), "agent.interfaces");
-        let e = s.error(off..off + 3, "blocklist.prefixes[0]", "found `x`", "a CIDR prefix");
+        let e = s.error(
+            off..off + 3,
+            "blocklist.prefixes[0]",
+            "found `x`",
+            "a CIDR prefix",
+        );
         assert_eq!(
             e.to_string(),
             "/etc/enforcer/enforcer.toml:5:13: `blocklist.prefixes[0]`: found `x`; expected a CIDR prefix"

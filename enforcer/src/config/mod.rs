@@ -208,12 +208,36 @@ impl Config {
                 }
             }
         };
-        capacity(&raw.maps.blocklist_v4, "maps.blocklist_v4", &mut cfg.capacity_block_v4);
-        capacity(&raw.maps.blocklist_v6, "maps.blocklist_v6", &mut cfg.capacity_block_v6);
-        capacity(&raw.maps.allowlist, "maps.allowlist", &mut cfg.capacity_allow);
+        capacity(
+            &raw.maps.blocklist_v4,
+            "maps.blocklist_v4",
+            &mut cfg.capacity_block_v4,
+        );
+        capacity(
+            &raw.maps.blocklist_v6,
+            "maps.blocklist_v6",
+            &mut cfg.capacity_block_v6,
+        );
+        capacity(
+            &raw.maps.allowlist,
+            "maps.allowlist",
+            &mut cfg.capacity_allow,
+        );
 
-        cfg.allow = prefix_list(&src, &raw.allowlist, "allowlist", "static allowlist", &mut errors);
-        cfg.block = prefix_list(&src, &raw.blocklist, "blocklist", "static blocklist", &mut errors);
+        cfg.allow = prefix_list(
+            &src,
+            &raw.allowlist,
+            "allowlist",
+            "static allowlist",
+            &mut errors,
+        );
+        cfg.block = prefix_list(
+            &src,
+            &raw.blocklist,
+            "blocklist",
+            "static blocklist",
+            &mut errors,
+        );
 
         if errors.is_empty() {
             Ok(cfg)

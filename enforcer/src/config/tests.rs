@@ -61,10 +61,18 @@ fn bad_prefix_is_located() {
 #[test]
 fn unknown_key_is_located() {
     let e = one_error("[agent]\ninterfaces = [\"eth0\"]\nintefaces = [\"eth1\"]\n");
-    assert!(e.starts_with("/etc/enforcer/enforcer.toml:3:1: `agent.intefaces`: unknown field `intefaces`"), "{e}");
+    assert!(
+        e.starts_with(
+            "/etc/enforcer/enforcer.toml:3:1: `agent.intefaces`: unknown field `intefaces`"
+        ),
+        "{e}"
+    );
     assert!(e.contains("expected one of"), "{e}");
     let e = one_error("[blocklst]\nprefixes = []\n");
-    assert!(e.contains(":1:") && e.contains("unknown field `blocklst`"), "{e}");
+    assert!(
+        e.contains(":1:") && e.contains("unknown field `blocklst`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -76,9 +84,15 @@ fn wrong_types_and_values_are_located() {
          \"generic\" or \"auto\""
     );
     let e = one_error("[maps]\nblocklist_v4 = 0\n");
-    assert!(e.contains(":2:16: `maps.blocklist_v4`: found 0; expected a number of entries"), "{e}");
+    assert!(
+        e.contains(":2:16: `maps.blocklist_v4`: found 0; expected a number of entries"),
+        "{e}"
+    );
     let e = one_error("[agent]\nsocket = 5\n");
-    assert!(e.contains(":2:10: `agent.socket`: invalid type: integer `5`, expected a string"), "{e}");
+    assert!(
+        e.contains(":2:10: `agent.socket`: invalid type: integer `5`, expected a string"),
+        "{e}"
+    );
     let e = one_error("[agent]\nstate_dir = \"relative/dir\"\n");
     assert!(e.contains("expected an absolute path"), "{e}");
 }

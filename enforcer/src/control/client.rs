@@ -16,7 +16,9 @@ pub enum ClientError {
         "no agent is running (nothing listening on {socket}); start one with `enforcer run --iface IF`"
     )]
     NotRunning { socket: String },
-    #[error("permission denied on {socket}: the control socket is for root or the configured admin group")]
+    #[error(
+        "permission denied on {socket}: the control socket is for root or the configured admin group"
+    )]
     PermissionDenied { socket: String },
     #[error("talking to the agent on {socket}: {source}")]
     Io {
@@ -51,7 +53,9 @@ pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply, Cl
     let mut buf = String::new();
     reader.read_line(&mut buf).map_err(io)?;
     if buf.is_empty() {
-        return Err(ClientError::Protocol("the agent closed the connection".into()));
+        return Err(ClientError::Protocol(
+            "the agent closed the connection".into(),
+        ));
     }
     serde_json::from_str(&buf).map_err(|e| ClientError::Protocol(e.to_string()))
 }

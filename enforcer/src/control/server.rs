@@ -93,7 +93,11 @@ fn groups_of(pid: i32) -> Vec<u32> {
             s.lines()
                 .find_map(|l| l.strip_prefix("Groups:").map(str::to_owned))
         })
-        .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -153,7 +157,9 @@ where
             return Ok(());
         }
         let reply = if !ok {
-            warn!("refused a control connection from a peer that is neither root nor in the admin group");
+            warn!(
+                "refused a control connection from a peer that is neither root nor in the admin group"
+            );
             Reply::Error {
                 kind: ErrorKind::Forbidden,
                 message: "permission denied: the control API is for root or the configured admin \

@@ -23,8 +23,7 @@ impl Counters {
     pub(crate) fn new(ebpf: &mut aya::Ebpf) -> Result<Self, KernelError> {
         let name = enforcer_common::maps::COUNTERS;
         let map = ebpf.take_map(name).ok_or(KernelError::MissingMap(name))?;
-        let map =
-            PerCpuArray::try_from(map).map_err(|source| KernelError::Map { name, source })?;
+        let map = PerCpuArray::try_from(map).map_err(|source| KernelError::Map { name, source })?;
         Ok(Self { map })
     }
 

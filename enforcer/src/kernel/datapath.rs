@@ -208,20 +208,21 @@ impl Datapath {
         };
         let pin = self.link_pin(iface);
         if let Some(pin) = pin.as_ref().filter(|p| p.exists()) {
-            let wanted_matches = match (choice, previous_mode) {
+            let wanted_matches = !matches!(
+                (choice, previous_mode),
                 (XdpModeChoice::Native, Some(AttachedMode::Generic))
-                | (XdpModeChoice::Generic, Some(AttachedMode::Native)) => false,
-                _ => true,
-            };
+                    | (XdpModeChoice::Generic, Some(AttachedMode::Native))
+            );
             if wanted_matches {
-                let link = PinnedLink::from_pin(pin)
-                    .map_err(|e| attach_err(format!("reading pinned link {}: {e}", pin.display())))?;
+                let link = PinnedLink::from_pin(pin).map_err(|e| {
+                    attach_err(format!("reading pinned link {}: {e}", pin.display()))
+                })?;
                 let fd_link: FdLink = link.into();
                 let xdp_link = XdpLink::try_from(fd_link)
                     .map_err(|e| attach_err(format!("pinned link is not an XDP link: {e}")))?;
-                self.program_mut()
-                    .attach_to_link(xdp_link)
-                    .map_err(|e| attach_err(format!("replacing the program in the pinned link: {e}")))?;
+                self.program_mut().attach_to_link(xdp_link).map_err(|e| {
+                    attach_err(format!("replacing the program in the pinned link: {e}"))
+                })?;
                 let a = Attachment {
                     iface: iface.to_owned(),
                     mode: previous_mode.unwrap_or(AttachedMode::Unknown),
@@ -230,7 +231,11 @@ impl Datapath {
                     degraded: previous_mode == Some(AttachedMode::Generic)
                         && choice != XdpModeChoice::Generic,
                 };
-                info!(iface, mode = a.mode.name(), "took over the pinned XDP link without a gap");
+                info!(
+                    iface,
+                    mode = a.mode.name(),
+                    "took over the pinned XDP link without a gap"
+                );
                 self.attachments.push(a.clone());
                 return Ok(a);
             }
@@ -246,10 +251,12 @@ impl Datapath {
                 false,
                 self.program_mut()
                     .attach(iface, XdpMode::Driver)
-                    .map_err(|e| attach_err(format!(
-                        "native XDP attach failed: {e}. If the driver has no native XDP, use \
+                    .map_err(|e| {
+                        attach_err(format!(
+                            "native XDP attach failed: {e}. If the driver has no native XDP, use \
                          --xdp-mode auto (falls back to generic) or --xdp-mode generic"
-                    )))?,
+                        ))
+                    })?,
             ),
             XdpModeChoice::Generic => (
                 AttachedMode::Generic,
@@ -258,25 +265,27 @@ impl Datapath {
                     .attach(iface, XdpMode::Skb)
                     .map_err(|e| attach_err(format!("generic XDP attach failed: {e}")))?,
             ),
-            XdpModeChoice::Auto => match self.program_mut().attach(iface, XdpMode::Driver) {
-                Ok(id) => (AttachedMode::Native, false, id),
-                Err(native_err) => {
-                    warn!(
-                        iface,
-                        error = %native_err,
-                        "DEGRADED: native XDP is not available on this interface; falling back \
-                         to generic XDP, which runs after the kernel allocated an skb and costs \
-                         several times more per packet"
-                    );
-                    let id = self
+            XdpModeChoice::Auto => {
+                match self.program_mut().attach(iface, XdpMode::Driver) {
+                    Ok(id) => (AttachedMode::Native, false, id),
+                    Err(native_err) => {
+                        warn!(
+                            iface,
+                            error = %native_err,
+                            "DEGRADED: native XDP is not available on this interface; falling back \
+                             to generic XDP, which runs after the kernel allocated an skb and costs \
+                             several times more per packet"
+                        );
+                        let id = self
                         .program_mut()
                         .attach(iface, XdpMode::Skb)
                         .map_err(|e| attach_err(format!(
                             "native XDP failed ({native_err}) and generic XDP failed too: {e}"
                         )))?;
-                    (AttachedMode::Generic, true, id)
+                        (AttachedMode::Generic, true, id)
+                    }
                 }
-            },
+            }
         };
         let mut pinned = false;
         if let Some(pin) = pin {
@@ -398,7 +407,9 @@ pub fn remove_pins(root: &Path) -> std::io::Result<usize> {
     let mut removed = 0;
     for sub in ["links", "maps"] {
         let dir = root.join(sub);
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             fs::remove_file(e.path())?;
             removed += 1;

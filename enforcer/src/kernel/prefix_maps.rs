@@ -178,7 +178,11 @@ impl PrefixMaps {
     }
 
     pub fn block_occupancy(&self) -> (Occupancy, Occupancy) {
-        let v4 = self.blocks.iter().filter(|p| matches!(p, IpNet::V4(_))).count();
+        let v4 = self
+            .blocks
+            .iter()
+            .filter(|p| matches!(p, IpNet::V4(_)))
+            .count();
         (
             Occupancy {
                 entries: v4,
@@ -192,7 +196,11 @@ impl PrefixMaps {
     }
 
     pub fn allow_occupancy(&self) -> (Occupancy, Occupancy) {
-        let v4 = self.allows.iter().filter(|p| matches!(p, IpNet::V4(_))).count();
+        let v4 = self
+            .allows
+            .iter()
+            .filter(|p| matches!(p, IpNet::V4(_)))
+            .count();
         (
             Occupancy {
                 entries: v4,
@@ -247,11 +255,17 @@ impl PrefixMaps {
         for (p, e) in items {
             match p {
                 IpNet::V4(n) => {
-                    k4.push(PrefixKeyV4::new(n.addr().octets(), u32::from(n.prefix_len())));
+                    k4.push(PrefixKeyV4::new(
+                        n.addr().octets(),
+                        u32::from(n.prefix_len()),
+                    ));
                     v4.push(*e);
                 }
                 IpNet::V6(n) => {
-                    k6.push(PrefixKeyV6::new(&n.addr().octets(), u32::from(n.prefix_len())));
+                    k6.push(PrefixKeyV6::new(
+                        &n.addr().octets(),
+                        u32::from(n.prefix_len()),
+                    ));
                     v6.push(*e);
                 }
             }
@@ -283,10 +297,16 @@ impl PrefixMaps {
             self.count_down(p, &mut dirty);
             match p {
                 IpNet::V4(n) => {
-                    k4.push(PrefixKeyV4::new(n.addr().octets(), u32::from(n.prefix_len())));
+                    k4.push(PrefixKeyV4::new(
+                        n.addr().octets(),
+                        u32::from(n.prefix_len()),
+                    ));
                 }
                 IpNet::V6(n) => {
-                    k6.push(PrefixKeyV6::new(&n.addr().octets(), u32::from(n.prefix_len())));
+                    k6.push(PrefixKeyV6::new(
+                        &n.addr().octets(),
+                        u32::from(n.prefix_len()),
+                    ));
                 }
             }
         }
@@ -321,12 +341,16 @@ impl PrefixMaps {
         }
         for (p, e) in items {
             match p {
-                IpNet::V4(n) => self
-                    .allow_v4
-                    .insert(&Key::new(u32::from(n.prefix_len()), n.addr().octets()), *e, 0),
-                IpNet::V6(n) => self
-                    .allow_v6
-                    .insert(&Key::new(u32::from(n.prefix_len()), n.addr().octets()), *e, 0),
+                IpNet::V4(n) => self.allow_v4.insert(
+                    &Key::new(u32::from(n.prefix_len()), n.addr().octets()),
+                    *e,
+                    0,
+                ),
+                IpNet::V6(n) => self.allow_v6.insert(
+                    &Key::new(u32::from(n.prefix_len()), n.addr().octets()),
+                    *e,
+                    0,
+                ),
             }
             .map_err(|e| KernelError::Map {
                 name: "ALLOW",
@@ -444,14 +468,18 @@ impl PrefixMaps {
         }
         match family {
             Family::V4 => {
-                let vals: Vec<V4LengthMask> =
-                    buckets.iter().map(|b| self.mirror_v4[*b as usize]).collect();
+                let vals: Vec<V4LengthMask> = buckets
+                    .iter()
+                    .map(|b| self.mirror_v4[*b as usize])
+                    .collect();
                 sys::update_batch(self.summary_v4.fd_as_fd(), buckets, &vals)
                     .map_err(|(_, e)| KernelError::Write("BLOCK_V4_SUMMARY", e))
             }
             Family::V6 => {
-                let vals: Vec<V6LengthMask> =
-                    buckets.iter().map(|b| self.mirror_v6[*b as usize]).collect();
+                let vals: Vec<V6LengthMask> = buckets
+                    .iter()
+                    .map(|b| self.mirror_v6[*b as usize])
+                    .collect();
                 sys::update_batch(self.summary_v6.fd_as_fd(), buckets, &vals)
                     .map_err(|(_, e)| KernelError::Write("BLOCK_V6_SUMMARY", e))
             }

@@ -195,7 +195,8 @@ mod tests {
         {
             let (mut j, r) = Journal::open(&dir).unwrap();
             assert!(r.records.is_empty());
-            j.append(&[put("198.18.0.0/24"), put("198.18.1.0/24")]).unwrap();
+            j.append(&[put("198.18.0.0/24"), put("198.18.1.0/24")])
+                .unwrap();
             j.compact([put("198.18.0.0/24")].into_iter()).unwrap();
             j.append(&[put("198.18.2.0/24")]).unwrap();
         }
@@ -213,7 +214,11 @@ mod tests {
             j.append(&[put("198.18.3.0/24")]).unwrap();
         }
         let (_, r) = Journal::open(&dir).unwrap();
-        assert_eq!(r.records.len(), 3, "the record after the torn line survives");
+        assert_eq!(
+            r.records.len(),
+            3,
+            "the record after the torn line survives"
+        );
         assert_eq!(r.damaged, 1);
         fs::remove_dir_all(&dir).unwrap();
     }

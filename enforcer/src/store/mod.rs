@@ -213,9 +213,9 @@ impl<S: Sink> Store<S> {
                         created_ms: now,
                         expires_ms,
                     };
-                    let list = pending
-                        .entry((*kind, *prefix))
-                        .or_insert_with(|| self.table(*kind).get(prefix).cloned().unwrap_or_default());
+                    let list = pending.entry((*kind, *prefix)).or_insert_with(|| {
+                        self.table(*kind).get(prefix).cloned().unwrap_or_default()
+                    });
                     if let Some(slot) = list
                         .iter_mut()
                         .find(|e| e.origin == *origin && e.source == *source)
@@ -243,9 +243,9 @@ impl<S: Sink> Store<S> {
                     origin,
                     source,
                 } => {
-                    let list = pending
-                        .entry((*kind, *prefix))
-                        .or_insert_with(|| self.table(*kind).get(prefix).cloned().unwrap_or_default());
+                    let list = pending.entry((*kind, *prefix)).or_insert_with(|| {
+                        self.table(*kind).get(prefix).cloned().unwrap_or_default()
+                    });
                     let before = list.len();
                     let matches = |e: &Entry| {
                         origin.is_none_or(|o| e.origin == o) && source.is_none_or(|s| e.source == s)
@@ -272,7 +272,8 @@ impl<S: Sink> Store<S> {
         // The kernel accepted: commit to memory, then make it durable.
         for ((kind, prefix), list) in pending {
             for e in &list {
-                if e.expires_ms != 0 && (self.next_expiry_ms == 0 || e.expires_ms < self.next_expiry_ms)
+                if e.expires_ms != 0
+                    && (self.next_expiry_ms == 0 || e.expires_ms < self.next_expiry_ms)
                 {
                     self.next_expiry_ms = e.expires_ms;
                 }
@@ -286,7 +287,11 @@ impl<S: Sink> Store<S> {
         for (action, kind, prefix, e) in &log {
             self.log_decision(action, *kind, *prefix, e);
             if *action == "add" {
-                *self.stats.added.entry(e.origin.name().to_owned()).or_default() += 1;
+                *self
+                    .stats
+                    .added
+                    .entry(e.origin.name().to_owned())
+                    .or_default() += 1;
             } else {
                 self.stats.removed += 1;
             }
@@ -318,9 +323,12 @@ impl<S: Sink> Store<S> {
             match (kind, effective(list, now)) {
                 (Kind::Block, Some(e)) => block_up.push((*prefix, block_entry(&e))),
                 (Kind::Block, None) => block_rm.push(*prefix),
-                (Kind::Allow, Some(e)) => allow_up.push((*prefix, AllowEntry {
-                    origin: e.origin as u32,
-                })),
+                (Kind::Allow, Some(e)) => allow_up.push((
+                    *prefix,
+                    AllowEntry {
+                        origin: e.origin as u32,
+                    },
+                )),
                 (Kind::Allow, None) => allow_rm.push(*prefix),
             }
         }
@@ -364,11 +372,22 @@ impl<S: Sink> Store<S> {
         for kind in [Kind::Block, Kind::Allow] {
             for (prefix, list) in self.table(kind) {
                 if list.iter().any(|e| e.is_expired(now)) {
-                    let kept: Entries = list.iter().copied().filter(|e| !e.is_expired(now)).collect();
-                    expired.extend(list.iter().filter(|e| e.is_expired(now)).map(|e| (kind, *prefix, *e)));
+                    let kept: Entries = list
+                        .iter()
+                        .copied()
+                        .filter(|e| !e.is_expired(now))
+                        .collect();
+                    expired.extend(
+                        list.iter()
+                            .filter(|e| e.is_expired(now))
+                            .map(|e| (kind, *prefix, *e)),
+                    );
                     pending.insert((kind, *prefix), kept);
                 }
-                for e in list.iter().filter(|e| !e.is_expired(now) && e.expires_ms != 0) {
+                for e in list
+                    .iter()
+                    .filter(|e| !e.is_expired(now) && e.expires_ms != 0)
+                {
                     if next == 0 || e.expires_ms < next {
                         next = e.expires_ms;
                     }
@@ -405,7 +424,7 @@ impl<S: Sink> Store<S> {
                 }
             }
         }
-        out.sort_by(|a, b| (a.kind, a.prefix).cmp(&(b.kind, b.prefix)));
+        out.sort_by_key(|a| (a.kind, a.prefix));
         out
     }
 
@@ -511,7 +530,9 @@ impl<S: Sink> Store<S> {
 
 fn block_entry(e: &Entry) -> BlockEntry {
     BlockEntry {
-        expires_ns: clock::monotonic_expiry((e.expires_ms != 0).then(|| decision::ms_to_system(e.expires_ms))),
+        expires_ns: clock::monotonic_expiry(
+            (e.expires_ms != 0).then(|| decision::ms_to_system(e.expires_ms)),
+        ),
         origin: e.origin as u32,
         reason_id: e.reason,
     }
@@ -546,7 +567,9 @@ impl Store<PrefixMaps> {
                     created,
                     expires,
                 } => {
-                    let Some(origin) = origin_from_name(&origin) else { continue };
+                    let Some(origin) = origin_from_name(&origin) else {
+                        continue;
+                    };
                     let entry = Entry {
                         origin,
                         source,
@@ -598,13 +621,16 @@ impl Store<PrefixMaps> {
             } else {
                 now + (be.expires_ns - mono_now) / 1_000_000
             };
-            store.blocks.insert(prefix, smallvec::smallvec![Entry {
-                origin: Origin::from_u32(be.origin).unwrap_or(Origin::Manual),
-                source: 0,
-                reason: recovered,
-                created_ms: now,
-                expires_ms,
-            }]);
+            store.blocks.insert(
+                prefix,
+                smallvec::smallvec![Entry {
+                    origin: Origin::from_u32(be.origin).unwrap_or(Origin::Manual),
+                    source: 0,
+                    reason: recovered,
+                    created_ms: now,
+                    expires_ms,
+                }],
+            );
             store.stats.recovered_from_pins += 1;
         }
         for (prefix, ae) in kernel_allows {
@@ -628,7 +654,12 @@ impl Store<PrefixMaps> {
         // replaced with identical values; nothing is ever removed here).
         let all: HashMap<(Kind, IpNet), Entries> = [Kind::Block, Kind::Allow]
             .into_iter()
-            .flat_map(|k| store.table(k).iter().map(move |(p, l)| ((k, *p), l.clone())))
+            .flat_map(|k| {
+                store
+                    .table(k)
+                    .iter()
+                    .map(move |(p, l)| ((k, *p), l.clone()))
+            })
             .collect();
         store.push_to_kernel(&all, now)?;
         store.next_expiry_ms = all

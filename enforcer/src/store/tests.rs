@@ -13,7 +13,10 @@ struct FakeKernel {
 
 impl Sink for FakeKernel {
     fn upsert_blocks(&mut self, items: &[(IpNet, BlockEntry)]) -> Result<(), KernelError> {
-        let new = items.iter().filter(|(p, _)| !self.blocks.contains_key(p)).count();
+        let new = items
+            .iter()
+            .filter(|(p, _)| !self.blocks.contains_key(p))
+            .count();
         if self.blocks.len() + new > self.capacity {
             return Err(KernelError::Full {
                 what: "IPv4 blocklist",
@@ -71,7 +74,8 @@ fn put(p: &str, origin: Origin, ttl: Option<u64>) -> Change {
 #[test]
 fn a_batch_that_does_not_fit_changes_nothing() {
     let mut s = store(2);
-    s.apply(vec![put("198.18.0.1/32", Origin::Manual, None)]).unwrap();
+    s.apply(vec![put("198.18.0.1/32", Origin::Manual, None)])
+        .unwrap();
     let err = s
         .apply(vec![
             put("198.18.0.2/32", Origin::Manual, None),
@@ -86,10 +90,15 @@ fn a_batch_that_does_not_fit_changes_nothing() {
 #[test]
 fn origins_are_kept_apart() {
     let mut s = store(10);
-    s.apply(vec![put("198.18.0.0/24", Origin::Feed, None)]).unwrap();
-    s.apply(vec![put("198.18.0.0/24", Origin::Manual, Some(3600))]).unwrap();
+    s.apply(vec![put("198.18.0.0/24", Origin::Feed, None)])
+        .unwrap();
+    s.apply(vec![put("198.18.0.0/24", Origin::Manual, Some(3600))])
+        .unwrap();
     // The feed's never-expiring entry represents the prefix in the kernel.
-    assert_eq!(s.sink().blocks[&net("198.18.0.0/24")].origin, Origin::Feed as u32);
+    assert_eq!(
+        s.sink().blocks[&net("198.18.0.0/24")].origin,
+        Origin::Feed as u32
+    );
     // The feed lets go; the manual ban stays, now represented by its TTL.
     s.apply(vec![Change::Remove {
         kind: Kind::Block,
@@ -130,23 +139,42 @@ fn replace_origin_applies_only_the_difference() {
     let feed = |v: &[&str]| -> Vec<(IpNet, String)> {
         v.iter().map(|p| (net(p), "feed".to_owned())).collect()
     };
-    s.replace_origin(Kind::Block, Origin::Feed, 1, &feed(&["198.18.0.0/24", "198.18.1.0/24"]))
+    s.replace_origin(
+        Kind::Block,
+        Origin::Feed,
+        1,
+        &feed(&["198.18.0.0/24", "198.18.1.0/24"]),
+    )
+    .unwrap();
+    s.apply(vec![put("198.18.9.9/32", Origin::Manual, None)])
         .unwrap();
-    s.apply(vec![put("198.18.9.9/32", Origin::Manual, None)]).unwrap();
     let writes = s.sink().writes;
     let r = s
-        .replace_origin(Kind::Block, Origin::Feed, 1, &feed(&["198.18.1.0/24", "198.18.2.0/24"]))
+        .replace_origin(
+            Kind::Block,
+            Origin::Feed,
+            1,
+            &feed(&["198.18.1.0/24", "198.18.2.0/24"]),
+        )
         .unwrap();
     assert_eq!((r.added, r.removed), (1, 1));
-    assert_eq!(s.sink().writes - writes, 2, "one insert and one delete reached the kernel");
-    assert!(s.sink().blocks.contains_key(&net("198.18.9.9/32")), "manual ban untouched");
+    assert_eq!(
+        s.sink().writes - writes,
+        2,
+        "one insert and one delete reached the kernel"
+    );
+    assert!(
+        s.sink().blocks.contains_key(&net("198.18.9.9/32")),
+        "manual ban untouched"
+    );
     assert!(!s.sink().blocks.contains_key(&net("198.18.0.0/24")));
 }
 
 #[test]
 fn sweep_removes_expired_entries() {
     let mut s = store(10);
-    s.apply(vec![put("198.18.0.1/32", Origin::Manual, None)]).unwrap();
+    s.apply(vec![put("198.18.0.1/32", Origin::Manual, None)])
+        .unwrap();
     s.apply(vec![Change::Put {
         kind: Kind::Block,
         prefix: net("198.18.0.2/32"),

@@ -1,0 +1,31 @@
+//! `cargo xtask bench`: builds and runs the benchmark binary (release mode),
+//! after installing the peers it compares against.
+
+use clap::Args;
+
+use crate::{setup::run_apt, util::cargo};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Which benchmarks (default: all). See `enforcer-bench --help`.
+    #[arg(trailing_var_arg = true)]
+    args: Vec<String>,
+}
+
+/// Baselines measured in the same run: nftables, ipset (and iptables for its backend).
+const PEERS: &[&str] = &["nftables", "ipset", "iptables", "ethtool"];
+
+pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    run_apt(PEERS)?;
+    let mut args = vec![
+        "run",
+        "--release",
+        "--package",
+        "enforcer-tests",
+        "--bin",
+        "enforcer-bench",
+        "--",
+    ];
+    args.extend(a.args.iter().map(String::as_str));
+    cargo(&args)
+}
