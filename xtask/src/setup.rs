@@ -41,17 +41,19 @@ pub fn run_apt(pkgs: &[&str]) -> anyhow::Result<()> {
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     exec(Command::new("apt-get").args(["update", "-qq"]))?;
-    exec(Command::new("apt-get")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args([
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "-o",
-            "DPkg::Lock::Timeout=600",
-        ])
-        .args(&missing))
+    exec(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "-o",
+                "DPkg::Lock::Timeout=600",
+            ])
+            .args(&missing),
+    )
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
@@ -59,19 +61,21 @@ fn bpf_linker() -> anyhow::Result<()> {
     if output("bpf-linker", &["--version"]).is_some_and(|v| v.trim() == want) {
         return Ok(());
     }
-    exec(Command::new("cargo")
-        .env("LLVM_PREFIX", "/usr/lib/llvm-22")
-        .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
-        .args([
-            "install",
-            "--locked",
-            "bpf-linker",
-            "--version",
-            BPF_LINKER_VERSION,
-            "--no-default-features",
-            "--features",
-            "llvm-22",
-        ]))
+    exec(
+        Command::new("cargo")
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22")
+            .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
+            .args([
+                "install",
+                "--locked",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ]),
+    )
 }
 
 fn toolchain() -> anyhow::Result<()> {
