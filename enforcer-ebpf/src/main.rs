@@ -240,6 +240,11 @@ const V6_EXPIRED: u32 = 1;
 const V6_HIT: u32 = 2;
 /// Steps of the IPv6 walk: one probe per length 0..=128 plus one per word.
 const V6_WALK_STEPS: u32 = 129 + 3;
+/// Steps run inline before handing the rest of the walk to `bpf_loop`: enough
+/// for buckets holding up to four prefix lengths spread over the three words.
+/// Verifier workaround: many more inline steps (each a branchy probe) exceed
+/// the verifier's instruction budget.
+const V6_INLINE_STEPS: u32 = 7;
 
 /// Probes the IPv6 block map once per prefix length present in the source's
 /// summary bucket, longest first.
@@ -266,15 +271,26 @@ fn block_v6(src: &[u8; 16]) -> Block {
         found: V6_NONE,
         entry: BlockEntry::default(),
     };
-    // SAFETY: the callback only dereferences `ctx` as the `V6Walk` passed here,
-    // which lives on this stack frame for the whole call.
-    unsafe {
-        bpf_loop(
-            V6_WALK_STEPS,
-            v6_walk_step as *mut c_void,
-            (&raw mut walk).cast(),
-            0,
-        );
+    // The common case (a few lengths in the bucket) runs inline; only a bucket
+    // with many lengths pays for the `bpf_loop` calls.
+    let mut done = false;
+    for _ in 0..V6_INLINE_STEPS {
+        if v6_step(&mut walk) != 0 {
+            done = true;
+            break;
+        }
+    }
+    if !done {
+        // SAFETY: the callback only dereferences `ctx` as the `V6Walk` passed
+        // here, which lives on this stack frame for the whole call.
+        unsafe {
+            bpf_loop(
+                V6_WALK_STEPS,
+                v6_walk_step as *mut c_void,
+                (&raw mut walk).cast(),
+                0,
+            );
+        }
     }
     match walk.found {
         V6_HIT => Block::Hit(walk.entry),
@@ -283,12 +299,17 @@ fn block_v6(src: &[u8; 16]) -> Block {
     }
 }
 
-/// One step of [`block_v6`]: load the next word, or probe the longest length
-/// left in the current one. Returns 1 to stop the loop.
+/// `bpf_loop` callback: one [`v6_step`].
 #[inline(never)]
 extern "C" fn v6_walk_step(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the `V6Walk` that `block_v6` passed to `bpf_loop`.
-    let walk = unsafe { &mut *ctx.cast::<V6Walk>() };
+    v6_step(unsafe { &mut *ctx.cast::<V6Walk>() })
+}
+
+/// One step of [`block_v6`]: load the next word, or probe the longest length
+/// left in the current one. Returns 1 when the walk is over.
+#[inline(always)]
+fn v6_step(walk: &mut V6Walk) -> i64 {
     if walk.bits == 0 {
         if walk.word == 0 {
             return 1;

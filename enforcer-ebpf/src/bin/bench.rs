@@ -64,7 +64,7 @@ pub fn bench_hash_v4(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: a value copy of a never-reused (non-preallocated) element.
-    if unsafe { HASH_V4.get(&src) }.is_some() {
+    if unsafe { HASH_V4.get(src) }.is_some() {
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS
@@ -91,7 +91,7 @@ pub fn bench_hash_v6(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: as above.
-    if unsafe { HASH_V6.get(&src) }.is_some() {
+    if unsafe { HASH_V6.get(src) }.is_some() {
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS
@@ -154,7 +154,7 @@ pub fn bench_vary_v4(ctx: XdpContext) -> u32 {
     }
     // SAFETY: TARGET holds an XDP program or nothing; on failure we fall through.
     unsafe {
-        let _ = TARGET.tail_call(&ctx, 0);
+        TARGET.tail_call(&ctx, 0);
     }
     xdp_action::XDP_ABORTED
 }
@@ -167,7 +167,7 @@ pub fn bench_vary_v6(ctx: XdpContext) -> u32 {
     }
     // SAFETY: as above.
     unsafe {
-        let _ = TARGET.tail_call(&ctx, 0);
+        TARGET.tail_call(&ctx, 0);
     }
     xdp_action::XDP_ABORTED
 }

@@ -97,6 +97,8 @@ pub struct Datapath {
     /// True when maps were reused from pins (their contents were adopted).
     pub reused_pins: bool,
     pub attachments: Vec<Attachment>,
+    /// Links owned only by this process (no pin root): detached on drop.
+    unpinned_links: Vec<(String, aya::programs::xdp::XdpLinkId)>,
 }
 
 impl Datapath {
@@ -170,6 +172,7 @@ impl Datapath {
             counters,
             reused_pins: reused,
             attachments: Vec::new(),
+            unpinned_links: Vec::new(),
         })
     }
 
@@ -288,6 +291,7 @@ impl Datapath {
             }
         };
         let mut pinned = false;
+        let mut owned = None;
         if let Some(pin) = pin {
             let link = self
                 .program_mut()
@@ -314,12 +318,30 @@ impl Datapath {
                         .map_err(|e| attach_err(format!("re-owning the pinned link: {e}")))?;
                     pinned = true;
                 }
-                Err(_) => warn!(
-                    iface,
-                    "this kernel attached XDP through netlink, not a bpf_link: the program cannot \
-                     be pinned and detaches when the agent exits"
-                ),
+                Err(_) => {
+                    // Converting consumed (and so detached) the netlink
+                    // attachment: attach again and keep it owned.
+                    warn!(
+                        iface,
+                        "DEGRADED: this kernel attached XDP through netlink, not a bpf_link: the \
+                         program cannot be pinned and detaches when the agent exits"
+                    );
+                    let xdp_mode = match mode {
+                        AttachedMode::Generic => XdpMode::Skb,
+                        _ => XdpMode::Driver,
+                    };
+                    owned = Some(
+                        self.program_mut()
+                            .attach(iface, xdp_mode)
+                            .map_err(|e| attach_err(format!("re-attaching: {e}")))?,
+                    );
+                }
             }
+        } else {
+            owned = Some(link_id);
+        }
+        if let Some(id) = owned {
+            self.unpinned_links.push((iface.to_owned(), id));
         }
         let a = Attachment {
             iface: iface.to_owned(),
@@ -331,6 +353,29 @@ impl Datapath {
         info!(iface, mode = mode.name(), pinned, "attached XDP");
         self.attachments.push(a.clone());
         Ok(a)
+    }
+
+    /// Detaches from `iface` (and removes its link pin): enforcement stops there.
+    pub fn detach(&mut self, iface: &str) -> Result<(), KernelError> {
+        if let Some(pin) = self.link_pin(iface) {
+            let _ = fs::remove_file(pin);
+        }
+        let mut rest = Vec::new();
+        for (name, id) in std::mem::take(&mut self.unpinned_links) {
+            if name == iface {
+                self.program_mut()
+                    .detach(id)
+                    .map_err(|e| KernelError::Attach {
+                        iface: iface.to_owned(),
+                        message: format!("detaching: {e}"),
+                    })?;
+            } else {
+                rest.push((name, id));
+            }
+        }
+        self.unpinned_links = rest;
+        self.attachments.retain(|a| a.iface != iface);
+        Ok(())
     }
 }
 

@@ -12,7 +12,7 @@ pub mod counters;
 mod datapath;
 pub mod object;
 pub mod prefix_maps;
-mod sys;
+pub mod sys;
 
 pub use datapath::{
     AttachedMode, Attachment, Datapath, LoadOptions, Programs, XDP_PROGRAM, XdpModeChoice,
