@@ -339,3 +339,26 @@ fn matches_reference_on_random_prefix_sets() {
     }
     assert_eq!(p.run(&v4_frame(&v4("198.18.0.1"))), XDP_PASS);
 }
+
+/// The block filter is far smaller than the set, so bits are shared between
+/// prefixes. Removing half the set must clear no bit the other half needs.
+#[test]
+fn filter_bits_shared_by_several_prefixes_are_kept() {
+    use enforcer::net::IpNet;
+    let n = 150_000u32;
+    let mut p = Program::with_capacity(1 << 18);
+    let base = u128::from("2001:2:0:5::".parse::<Ipv6Addr>().unwrap());
+    let set: Vec<IpNet> = (0..n)
+        .map(|i| IpNet::new(Ipv6Addr::from(base | u128::from(i) * 7919).into(), 128).unwrap())
+        .collect();
+    p.block_many(&set);
+    let (gone, kept): (Vec<IpNet>, Vec<IpNet>) =
+        set.iter().partition(|n| matches!(n, IpNet::V6(a) if u128::from(a.addr()) % 2 == 0));
+    p.unblock_many(&gone);
+    for (i, k) in kept.iter().enumerate().step_by(37) {
+        assert_eq!(p.run(&v6_frame(&v6(&k.addr().to_string()))), XDP_DROP, "kept #{i} {k}");
+    }
+    for g in gone.iter().step_by(37) {
+        assert_eq!(p.run(&v6_frame(&v6(&g.addr().to_string()))), XDP_PASS, "removed {g}");
+    }
+}

@@ -10,9 +10,11 @@ pub const BLOCK_V4: &str = "BLOCK_V4";
 pub const BLOCK_V6: &str = "BLOCK_V6";
 pub const BLOCK_V4_SUMMARY: &str = "BLOCK_V4_SUMMARY";
 pub const BLOCK_V6_SUMMARY: &str = "BLOCK_V6_SUMMARY";
+pub const BLOCK_V4_FILTER: &str = "BLOCK_V4_FILTER";
+pub const BLOCK_V6_FILTER: &str = "BLOCK_V6_FILTER";
 
 /// Every map the agent pins, in a stable order.
-pub const PINNED: [&str; 7] = [
+pub const PINNED: [&str; 9] = [
     COUNTERS,
     ALLOW_V4,
     ALLOW_V6,
@@ -20,6 +22,8 @@ pub const PINNED: [&str; 7] = [
     BLOCK_V6,
     BLOCK_V4_SUMMARY,
     BLOCK_V6_SUMMARY,
+    BLOCK_V4_FILTER,
+    BLOCK_V6_FILTER,
 ];
 
 /// Default capacity of the IPv4 block map (the agent may resize at load).

@@ -209,6 +209,60 @@ pub const fn v6_prefix_buckets(addr: &[u8; 16], len: u32) -> V6Buckets {
     }
 }
 
+/// log2 of the IPv4 block filter's size in bits (16 Mbit = 2 MiB).
+pub const V4_FILTER_BITS_LOG2: u32 = 24;
+/// log2 of the IPv6 block filter's size in bits (4 Mbit = 512 KiB).
+pub const V6_FILTER_BITS_LOG2: u32 = 22;
+/// `u64` words in the IPv4 filter array.
+pub const V4_FILTER_WORDS: u32 = 1 << (V4_FILTER_BITS_LOG2 - 6);
+/// `u64` words in the IPv6 filter array.
+pub const V6_FILTER_WORDS: u32 = 1 << (V6_FILTER_BITS_LOG2 - 6);
+
+/// The block filter: one bit per (prefix length, masked address), set when
+/// some block entry hashes there. A probe of the block hash is skipped when
+/// its bit is clear. The filter is small enough to stay in cache, so a lookup
+/// that matches nothing costs cache hits instead of a DRAM miss per prefix
+/// length. A collision only costs a probe; it never changes an answer.
+#[inline(always)]
+const fn fmix32(mut h: u32) -> u32 {
+    // MurmurHash3's finaliser: every input bit affects every output bit.
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85EB_CA6B);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xC2B2_AE35);
+    h ^= h >> 16;
+    h
+}
+
+/// Filter hash of an IPv4 prefix; `masked` must already be masked to `len`.
+#[inline(always)]
+pub const fn v4_filter_hash(masked: [u8; 4], len: u32) -> u32 {
+    fmix32(u32::from_be_bytes(masked) ^ len.wrapping_mul(0x9E37_79B9))
+}
+
+/// Filter hash of an IPv6 prefix; `masked` must already be masked to `len`.
+#[inline(always)]
+pub const fn v6_filter_hash(masked: &[u8; 16], len: u32) -> u32 {
+    let w0 = u32::from_be_bytes([masked[0], masked[1], masked[2], masked[3]]);
+    let w1 = u32::from_be_bytes([masked[4], masked[5], masked[6], masked[7]]);
+    let w2 = u32::from_be_bytes([masked[8], masked[9], masked[10], masked[11]]);
+    let w3 = u32::from_be_bytes([masked[12], masked[13], masked[14], masked[15]]);
+    fmix32(
+        w0.wrapping_mul(0xCC9E_2D51)
+            ^ w1.wrapping_mul(0x1B87_3593).rotate_left(7)
+            ^ w2.wrapping_mul(0xE654_6B64).rotate_left(13)
+            ^ w3.wrapping_mul(0x85EB_CA6B).rotate_left(19)
+            ^ len.wrapping_mul(0x9E37_79B9),
+    )
+}
+
+/// The (word, bit) a filter hash selects in a filter of `2^bits_log2` bits.
+#[inline(always)]
+pub const fn filter_slot(hash: u32, bits_log2: u32) -> (u32, u32) {
+    let bit = hash & ((1u32 << bits_log2) - 1);
+    (bit >> 6, bit & 63)
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -277,6 +331,31 @@ mod tests {
         }
         assert!(v6_prefix_buckets(&base, 16).all());
         assert!(!v6_prefix_buckets(&base, 17).all());
+    }
+
+    #[test]
+    fn filter_hashes_spread() {
+        // Adjacent /32s and the same address at different lengths land in
+        // different slots (a weak hash would cluster dense blocklists).
+        let mut slots = BTreeSet::new();
+        for i in 0..4096u32 {
+            let a = (0xC612_0000u32 + i).to_be_bytes();
+            slots.insert(filter_slot(v4_filter_hash(a, 32), V4_FILTER_BITS_LOG2));
+        }
+        assert!(slots.len() > 4000, "{}", slots.len());
+        let a = [198, 18, 0, 0];
+        assert_ne!(v4_filter_hash(a, 16), v4_filter_hash(a, 24));
+        let b = [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_ne!(v6_filter_hash(&b, 48), v6_filter_hash(&b, 64));
+        let mut slots6 = BTreeSet::new();
+        for i in 0..4096u32 {
+            let mut x = b;
+            x[6..8].copy_from_slice(&(i as u16).to_be_bytes());
+            slots6.insert(filter_slot(v6_filter_hash(&x, 64), V6_FILTER_BITS_LOG2));
+        }
+        assert!(slots6.len() > 4000, "{}", slots6.len());
+        let (w, bit) = filter_slot(u32::MAX, V6_FILTER_BITS_LOG2);
+        assert!(w < V6_FILTER_WORDS && bit < 64);
     }
 
     #[test]

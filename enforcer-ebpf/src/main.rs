@@ -20,7 +20,11 @@ use enforcer_common::{
     blocklist::{AllowEntry, BlockEntry, PrefixKeyV4, PrefixKeyV6},
     counters::{COUNTER_ENTRIES, Counter, Reason, Verdict, block_reason, counter_index},
     maps::{DEFAULT_ALLOW_ENTRIES, DEFAULT_BLOCK_V4_ENTRIES, DEFAULT_BLOCK_V6_ENTRIES},
-    prefix::{SUMMARY_BUCKETS, V4LengthMask, V6LengthMask, v4_bucket, v6_bucket},
+    prefix::{
+        SUMMARY_BUCKETS, V4_FILTER_BITS_LOG2, V4_FILTER_WORDS, V4LengthMask, V6_FILTER_BITS_LOG2,
+        V6_FILTER_WORDS, V6LengthMask, filter_slot, v4_bucket, v4_filter_hash, v6_bucket,
+        v6_filter_hash,
+    },
     time::is_expired,
 };
 use enforcer_ebpf::{
@@ -53,6 +57,12 @@ static BLOCK_V4_SUMMARY: Array<V4LengthMask> = Array::with_max_entries(SUMMARY_B
 
 #[map]
 static BLOCK_V6_SUMMARY: Array<V6LengthMask> = Array::with_max_entries(SUMMARY_BUCKETS, 0);
+
+#[map]
+static BLOCK_V4_FILTER: Array<u64> = Array::with_max_entries(V4_FILTER_WORDS, 0);
+
+#[map]
+static BLOCK_V6_FILTER: Array<u64> = Array::with_max_entries(V6_FILTER_WORDS, 0);
 
 /// A verdict and the reason for it, as recorded at the exit.
 #[derive(Clone, Copy)]
@@ -184,6 +194,14 @@ fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
 
+/// False when the block filter proves no entry hashes to `hash` (so the block
+/// map need not be probed); true when one might.
+#[inline(always)]
+fn may_hold(filter: &Array<u64>, hash: u32, bits_log2: u32) -> bool {
+    let (word, bit) = filter_slot(hash, bits_log2);
+    filter.get(word).is_none_or(|w| w & (1u64 << bit) != 0)
+}
+
 /// Probes the IPv4 block map once per prefix length present in the source's
 /// summary bucket, longest first.
 #[inline(always)]
@@ -201,6 +219,9 @@ fn block_v4(src: [u8; 4]) -> Block {
         let len = 63 - mask.leading_zeros();
         mask &= !(1u64 << len);
         let key = PrefixKeyV4::new(src, len);
+        if !may_hold(&BLOCK_V4_FILTER, v4_filter_hash(key.addr, len), V4_FILTER_BITS_LOG2) {
+            continue;
+        }
         if let Some(e) = BLOCK_V4.get_ptr(&key) {
             // SAFETY: the map is not preallocated (BPF_F_NO_PREALLOC), so an
             // element stays valid under RCU for the duration of this program.
@@ -324,7 +345,11 @@ fn v6_step(walk: &mut V6Walk) -> i64 {
     }
     let bit = 63 - walk.bits.leading_zeros();
     walk.bits &= !(1u64 << (bit & 63));
-    let key = PrefixKeyV6::new(&walk.src, (walk.word & 3) * 64 + bit);
+    let len = (walk.word & 3) * 64 + bit;
+    let key = PrefixKeyV6::new(&walk.src, len);
+    if !may_hold(&BLOCK_V6_FILTER, v6_filter_hash(&key.addr, len), V6_FILTER_BITS_LOG2) {
+        return 0;
+    }
     if let Some(e) = BLOCK_V6.get_ptr(&key) {
         // SAFETY: as in `block_v4`.
         let e = unsafe { *e };

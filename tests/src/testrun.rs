@@ -27,10 +27,15 @@ impl Default for Program {
 impl Program {
     /// Loads the program with small maps (tests need no million-entry capacity).
     pub fn new() -> Self {
+        Self::with_capacity(65_536)
+    }
+
+    /// Loads the program with room for `n` block entries per family.
+    pub fn with_capacity(n: u32) -> Self {
         let dp = Datapath::load(&LoadOptions {
             pin_root: None,
-            block_v4_capacity: 65_536,
-            block_v6_capacity: 65_536,
+            block_v4_capacity: n,
+            block_v6_capacity: n,
             allow_capacity: 1024,
         })
         .unwrap_or_else(|e| panic!("loading the XDP program: {e:?}"));
@@ -82,6 +87,21 @@ impl Program {
                 },
             )])
             .unwrap();
+    }
+
+    /// Blocks many prefixes in one batch (never expiring).
+    pub fn block_many(&mut self, prefixes: &[IpNet]) {
+        let e = BlockEntry {
+            expires_ns: 0,
+            origin: Origin::Feed as u32,
+            reason_id: 0,
+        };
+        let items: Vec<(IpNet, BlockEntry)> = prefixes.iter().map(|p| (*p, e)).collect();
+        self.dp.maps.upsert_blocks(&items).unwrap();
+    }
+
+    pub fn unblock_many(&mut self, prefixes: &[IpNet]) {
+        self.dp.maps.remove_blocks(prefixes).unwrap();
     }
 
     pub fn unblock(&mut self, prefix: &str) {

@@ -442,6 +442,7 @@ fn expected_sizes(name: &str) -> (u32, u32) {
         m::BLOCK_V6 => (s(size_of::<PrefixKeyV6>()), s(size_of::<BlockEntry>())),
         m::BLOCK_V4_SUMMARY => (4, 8),
         m::BLOCK_V6_SUMMARY => (4, s(size_of::<V6LengthMask>())),
+        m::BLOCK_V4_FILTER | m::BLOCK_V6_FILTER => (4, 8),
         _ => (0, 0),
     }
 }

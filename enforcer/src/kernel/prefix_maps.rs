@@ -18,7 +18,11 @@ use std::{
 use aya::maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, lpm_trie::Key};
 use enforcer_common::{
     blocklist::{AllowEntry, BlockEntry, PrefixKeyV4, PrefixKeyV6},
-    prefix::{V4LengthMask, V6LengthMask, v4_prefix_buckets, v6_prefix_buckets},
+    prefix::{
+        V4_FILTER_BITS_LOG2, V4_FILTER_WORDS, V4LengthMask, V6_FILTER_BITS_LOG2, V6_FILTER_WORDS,
+        V6LengthMask, filter_slot, v4_filter_hash, v4_prefix_buckets, v6_filter_hash,
+        v6_prefix_buckets,
+    },
 };
 use ipnet::IpNet;
 
@@ -55,6 +59,13 @@ pub struct PrefixMaps {
     summary_v6: Array<MapData, V6LengthMask>,
     allow_v4: LpmTrie<MapData, [u8; 4], AllowEntry>,
     allow_v6: LpmTrie<MapData, [u8; 16], AllowEntry>,
+    filter_v4: Array<MapData, u64>,
+    filter_v6: Array<MapData, u64>,
+    /// Mirrors of the filter arrays.
+    fmirror_v4: Vec<u64>,
+    fmirror_v6: Vec<u64>,
+    /// Filter bits set by more than one prefix: (family, bit) → extra references.
+    fshared: HashMap<(Family, u32), u32>,
     /// Block prefixes present in the hashes.
     blocks: HashSet<IpNet>,
     /// Allow prefixes present in the tries.
@@ -74,6 +85,9 @@ pub struct PrefixMaps {
 struct Dirty {
     v4: HashSet<u32>,
     v6: HashSet<u32>,
+    /// Filter words.
+    fv4: HashSet<u32>,
+    fv6: HashSet<u32>,
 }
 
 impl PrefixMaps {
@@ -99,6 +113,13 @@ impl PrefixMaps {
                 .map_err(conv(m::BLOCK_V6_SUMMARY))?,
             allow_v4: LpmTrie::try_from(take(ebpf, m::ALLOW_V4)?).map_err(conv(m::ALLOW_V4))?,
             allow_v6: LpmTrie::try_from(take(ebpf, m::ALLOW_V6)?).map_err(conv(m::ALLOW_V6))?,
+            filter_v4: Array::try_from(take(ebpf, m::BLOCK_V4_FILTER)?)
+                .map_err(conv(m::BLOCK_V4_FILTER))?,
+            filter_v6: Array::try_from(take(ebpf, m::BLOCK_V6_FILTER)?)
+                .map_err(conv(m::BLOCK_V6_FILTER))?,
+            fmirror_v4: vec![0; V4_FILTER_WORDS as usize],
+            fmirror_v6: vec![0; V6_FILTER_WORDS as usize],
+            fshared: HashMap::new(),
             blocks: HashSet::new(),
             allows: HashSet::new(),
             counts: HashMap::new(),
@@ -159,6 +180,9 @@ impl PrefixMaps {
         }
         self.blocks.clear();
         self.counts.clear();
+        self.fshared.clear();
+        self.fmirror_v4.iter_mut().for_each(|m| *m = 0);
+        self.fmirror_v6.iter_mut().for_each(|m| *m = 0);
         self.mirror_v4.iter_mut().for_each(|m| *m = 0);
         self.mirror_v6
             .iter_mut()
@@ -174,6 +198,10 @@ impl PrefixMaps {
         let all_v4: Vec<u32> = (0..enforcer_common::prefix::SUMMARY_BUCKETS).collect();
         self.write_summary(Family::V4, &all_v4)?;
         self.write_summary(Family::V6, &all_v4)?;
+        let words4: Vec<u32> = (0..V4_FILTER_WORDS).collect();
+        let words6: Vec<u32> = (0..V6_FILTER_WORDS).collect();
+        self.write_filter(Family::V4, &words4)?;
+        self.write_filter(Family::V6, &words6)?;
         Ok((blocks, allows))
     }
 
@@ -388,7 +416,57 @@ impl PrefixMaps {
         Ok(())
     }
 
+    /// The filter slot of a block prefix.
+    fn filter_bit(p: &IpNet) -> (Family, u32) {
+        match p {
+            IpNet::V4(n) => {
+                let h = v4_filter_hash(n.network().octets(), u32::from(n.prefix_len()));
+                let (w, b) = filter_slot(h, V4_FILTER_BITS_LOG2);
+                (Family::V4, w * 64 + b)
+            }
+            IpNet::V6(n) => {
+                let h = v6_filter_hash(&n.network().octets(), u32::from(n.prefix_len()));
+                let (w, b) = filter_slot(h, V6_FILTER_BITS_LOG2);
+                (Family::V6, w * 64 + b)
+            }
+        }
+    }
+
+    fn filter_up(&mut self, p: &IpNet, dirty: &mut Dirty) {
+        let (fam, bit) = Self::filter_bit(p);
+        let (mirror, words) = match fam {
+            Family::V4 => (&mut self.fmirror_v4, &mut dirty.fv4),
+            Family::V6 => (&mut self.fmirror_v6, &mut dirty.fv6),
+        };
+        let (w, b) = ((bit / 64) as usize, bit % 64);
+        if mirror[w] & (1 << b) == 0 {
+            mirror[w] |= 1 << b;
+            words.insert(w as u32);
+        } else {
+            *self.fshared.entry((fam, bit)).or_insert(0) += 1;
+        }
+    }
+
+    fn filter_down(&mut self, p: &IpNet, dirty: &mut Dirty) {
+        let (fam, bit) = Self::filter_bit(p);
+        if let Some(extra) = self.fshared.get_mut(&(fam, bit)) {
+            *extra -= 1;
+            if *extra == 0 {
+                self.fshared.remove(&(fam, bit));
+            }
+            return;
+        }
+        let (mirror, words) = match fam {
+            Family::V4 => (&mut self.fmirror_v4, &mut dirty.fv4),
+            Family::V6 => (&mut self.fmirror_v6, &mut dirty.fv6),
+        };
+        let (w, b) = ((bit / 64) as usize, bit % 64);
+        mirror[w] &= !(1 << b);
+        words.insert(w as u32);
+    }
+
     fn count_up(&mut self, p: &IpNet, dirty: &mut Dirty) {
+        self.filter_up(p, dirty);
         match p {
             IpNet::V4(n) => {
                 let len = n.prefix_len();
@@ -421,6 +499,7 @@ impl PrefixMaps {
     }
 
     fn count_down(&mut self, p: &IpNet, dirty: &mut Dirty) {
+        self.filter_down(p, dirty);
         match p {
             IpNet::V4(n) => {
                 let len = n.prefix_len();
@@ -456,10 +535,28 @@ impl PrefixMaps {
     }
 
     fn flush(&mut self, dirty: &Dirty) -> Result<(), KernelError> {
+        // Filter bits before summary bits, so a length the summary announces
+        // is never skipped by a stale filter.
+        let fv4: Vec<u32> = dirty.fv4.iter().copied().collect();
+        let fv6: Vec<u32> = dirty.fv6.iter().copied().collect();
+        self.write_filter(Family::V4, &fv4)?;
+        self.write_filter(Family::V6, &fv6)?;
         let v4: Vec<u32> = dirty.v4.iter().copied().collect();
         let v6: Vec<u32> = dirty.v6.iter().copied().collect();
         self.write_summary(Family::V4, &v4)?;
         self.write_summary(Family::V6, &v6)
+    }
+
+    fn write_filter(&mut self, family: Family, words: &[u32]) -> Result<(), KernelError> {
+        if words.is_empty() {
+            return Ok(());
+        }
+        let (map, mirror, name) = match family {
+            Family::V4 => (&self.filter_v4, &self.fmirror_v4, "BLOCK_V4_FILTER"),
+            Family::V6 => (&self.filter_v6, &self.fmirror_v6, "BLOCK_V6_FILTER"),
+        };
+        let vals: Vec<u64> = words.iter().map(|w| mirror[*w as usize]).collect();
+        sys::update_batch(map.fd_as_fd(), words, &vals).map_err(|(_, e)| KernelError::Write(name, e))
     }
 
     fn write_summary(&mut self, family: Family, buckets: &[u32]) -> Result<(), KernelError> {
