@@ -178,3 +178,39 @@ fn bad_input_is_refused_with_nothing_applied() {
     );
     assert!(agent.ok(&["list", "-o", "json"]).trim() == "[]");
 }
+
+#[test]
+fn import_loads_a_list_or_names_its_bad_lines() {
+    let (topo, _srv, agent) = setup(&[]);
+    let (a, b) = (&topo.clients[0], &topo.clients[1]);
+    let dir = agent.socket.parent().unwrap().to_owned();
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, format!("{}\n# comment\n198.18.0.0/64\n", a.addr4)).unwrap();
+    let out = agent.cli(&["import", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:3: `198.18.0.0/64`", bad.display())),
+        "{err}"
+    );
+    assert!(
+        curl_ok(&a.ns, &url4(&a.server4)),
+        "a refused import blocked something"
+    );
+    let good = dir.join("good.txt");
+    std::fs::write(
+        &good,
+        format!("# FireHOL-style list\n{} ; SBL1\n{}/64\n", a.addr4, b.addr6),
+    )
+    .unwrap();
+    let out = agent.ok(&["import", good.to_str().unwrap(), "--ttl", "1h"]);
+    assert!(out.contains("2 new"), "{out}");
+    assert!(!curl_ok(&a.ns, &url4(&a.server4)));
+    assert!(!curl_ok(&b.ns, &url6(&b.server6)));
+    assert!(curl_ok(&b.ns, &url4(&b.server4)));
+    let list = agent.ok(&["list"]);
+    assert!(
+        list.contains(&format!("imported from {}", good.display())),
+        "{list}"
+    );
+}

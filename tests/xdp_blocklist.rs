@@ -349,16 +349,25 @@ fn filter_bits_shared_by_several_prefixes_are_kept() {
     let mut p = Program::with_capacity(1 << 18);
     let base = u128::from("2001:2:0:5::".parse::<Ipv6Addr>().unwrap());
     let set: Vec<IpNet> = (0..n)
-        .map(|i| IpNet::new(Ipv6Addr::from(base | u128::from(i) * 7919).into(), 128).unwrap())
+        .map(|i| IpNet::new(Ipv6Addr::from(base | (u128::from(i) * 7919)).into(), 128).unwrap())
         .collect();
     p.block_many(&set);
-    let (gone, kept): (Vec<IpNet>, Vec<IpNet>) =
-        set.iter().partition(|n| matches!(n, IpNet::V6(a) if u128::from(a.addr()) % 2 == 0));
+    let (gone, kept): (Vec<IpNet>, Vec<IpNet>) = set
+        .iter()
+        .partition(|n| matches!(n, IpNet::V6(a) if u128::from(a.addr()) % 2 == 0));
     p.unblock_many(&gone);
     for (i, k) in kept.iter().enumerate().step_by(37) {
-        assert_eq!(p.run(&v6_frame(&v6(&k.addr().to_string()))), XDP_DROP, "kept #{i} {k}");
+        assert_eq!(
+            p.run(&v6_frame(&v6(&k.addr().to_string()))),
+            XDP_DROP,
+            "kept #{i} {k}"
+        );
     }
     for g in gone.iter().step_by(37) {
-        assert_eq!(p.run(&v6_frame(&v6(&g.addr().to_string()))), XDP_PASS, "removed {g}");
+        assert_eq!(
+            p.run(&v6_frame(&v6(&g.addr().to_string()))),
+            XDP_PASS,
+            "removed {g}"
+        );
     }
 }

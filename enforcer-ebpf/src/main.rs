@@ -219,7 +219,11 @@ fn block_v4(src: [u8; 4]) -> Block {
         let len = 63 - mask.leading_zeros();
         mask &= !(1u64 << len);
         let key = PrefixKeyV4::new(src, len);
-        if !may_hold(&BLOCK_V4_FILTER, v4_filter_hash(key.addr, len), V4_FILTER_BITS_LOG2) {
+        if !may_hold(
+            &BLOCK_V4_FILTER,
+            v4_filter_hash(key.addr, len),
+            V4_FILTER_BITS_LOG2,
+        ) {
             continue;
         }
         if let Some(e) = BLOCK_V4.get_ptr(&key) {
@@ -347,7 +351,11 @@ fn v6_step(walk: &mut V6Walk) -> i64 {
     walk.bits &= !(1u64 << (bit & 63));
     let len = (walk.word & 3) * 64 + bit;
     let key = PrefixKeyV6::new(&walk.src, len);
-    if !may_hold(&BLOCK_V6_FILTER, v6_filter_hash(&key.addr, len), V6_FILTER_BITS_LOG2) {
+    if !may_hold(
+        &BLOCK_V6_FILTER,
+        v6_filter_hash(&key.addr, len),
+        V6_FILTER_BITS_LOG2,
+    ) {
         return 0;
     }
     if let Some(e) = BLOCK_V6.get_ptr(&key) {

@@ -44,6 +44,25 @@ pub fn parse_prefixes<S: AsRef<str>>(tokens: &[S]) -> Result<Vec<IpNet>, Vec<Bad
     if bad.is_empty() { Ok(good) } else { Err(bad) }
 }
 
+/// Parses a prefix list: the first token of each line that is not blank or a
+/// comment (`#` or `;` to the end of the line). Returns the prefixes, or every
+/// bad line as (line number, error).
+pub fn parse_prefix_list(text: &str) -> Result<Vec<IpNet>, Vec<(usize, BadPrefix)>> {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.split(['#', ';']).next().unwrap_or("").trim();
+        let Some(tok) = t.split_whitespace().next() else {
+            continue;
+        };
+        match parse_prefix(tok) {
+            Ok(p) => good.push(p),
+            Err(e) => bad.push((i + 1, e)),
+        }
+    }
+    if bad.is_empty() { Ok(good) } else { Err(bad) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +89,16 @@ mod tests {
             parse_prefix(" 2001:2::9/48 ").unwrap().to_string(),
             "2001:2::/48"
         );
+    }
+
+    #[test]
+    fn prefix_lists_skip_comments_and_name_bad_lines() {
+        let text = "# header\n198.18.0.0/24 ; SBL123\n\n2001:2::/48 # note\n  198.18.1.1\nnope\n";
+        let good = parse_prefix_list(text.trim_end_matches("nope\n")).unwrap();
+        assert_eq!(good.len(), 3);
+        let bad = parse_prefix_list(text).unwrap_err();
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, 6);
     }
 
     #[test]

@@ -17,10 +17,10 @@ pub fn binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executables live in target/<profile>/deps");
+    let mut dir = exe.parent().expect("an executable has a directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("deps/ has a parent");
+    }
     let bin = dir.join("enforcer-under-test");
     assert!(
         bin.exists(),

@@ -18,7 +18,13 @@ const PEERS: &[&str] = &["nftables", "ipset", "iptables", "ethtool"];
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     run_apt(PEERS)?;
     // The load benchmark drives the real agent binary: build it too.
-    cargo(&["build", "--release", "--package", "enforcer-tests", "--bins"])?;
+    cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "enforcer-tests",
+        "--bins",
+    ])?;
     let mut args = vec![
         "run",
         "--release",

@@ -60,7 +60,15 @@ fn main() -> anyhow::Result<()> {
                     "-D",
                     "warnings",
                 ])?;
-                util::cargo(&["clippy", "-p", "enforcer-ebpf", "--lib", "--", "-D", "warnings"])?;
+                util::cargo(&[
+                    "clippy",
+                    "-p",
+                    "enforcer-ebpf",
+                    "--lib",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])?;
             }
             let mut a = vec!["test", "--workspace"];
             if !args.is_empty() {

@@ -31,8 +31,12 @@ static CURSOR: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
+/// Preallocated (the kernel's default, and the faster lookup).
 #[map]
-static HASH_V4: HashMap<[u8; 4], u32> = HashMap::with_max_entries(1 << 20, BPF_F_NO_PREALLOC);
+static HASH_V4: HashMap<[u8; 4], u32> = HashMap::with_max_entries(1 << 20, 0);
+/// Allocated per element, as enforcer's block maps are (memory follows use).
+#[map]
+static HASH_V4_NP: HashMap<[u8; 4], u32> = HashMap::with_max_entries(1 << 20, BPF_F_NO_PREALLOC);
 #[map]
 static LPM_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(1 << 20, BPF_F_NO_PREALLOC);
 #[map]
@@ -65,6 +69,20 @@ pub fn bench_hash_v4(ctx: XdpContext) -> u32 {
     };
     // SAFETY: a value copy of a never-reused (non-preallocated) element.
     if unsafe { HASH_V4.get(src) }.is_some() {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
+}
+
+/// One exact-match lookup of the IPv4 source in a non-preallocated hash.
+#[xdp]
+pub fn bench_hashnp_v4(ctx: XdpContext) -> u32 {
+    let Some(src) = pkt(&ctx).load::<[u8; 4]>(V4_SRC) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: as above.
+    if unsafe { HASH_V4_NP.get(src) }.is_some() {
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS

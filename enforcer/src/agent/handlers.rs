@@ -63,6 +63,7 @@ pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
             ttl_secs,
             reason,
         } => {
+            let t = std::time::Instant::now();
             let ps = match prefixes(&p) {
                 Ok(ps) => ps,
                 Err(r) => return r,
@@ -70,7 +71,57 @@ pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
             if ttl_secs == Some(0) {
                 return bad("a TTL must be at least 1 second".into());
             }
-            let reason = reason.unwrap_or_else(|| "manual block".into());
+            tracing::debug!(
+                prefixes = ps.len(),
+                parse_ms = t.elapsed().as_millis() as u64,
+                "block: parsed"
+            );
+            let reason = crate::store::shared(reason.as_deref().unwrap_or("manual block"));
+            apply(
+                agent,
+                ps.into_iter()
+                    .map(|prefix| Change::Put {
+                        kind: Kind::Block,
+                        prefix,
+                        origin: Origin::Manual,
+                        source: 0,
+                        reason: reason.clone(),
+                        ttl: ttl_secs.map(Duration::from_secs),
+                    })
+                    .collect(),
+            )
+        }
+        Request::Import {
+            text,
+            name,
+            ttl_secs,
+            reason,
+        } => {
+            let ps = match crate::net::parse_prefix_list(&text) {
+                Ok(ps) if ps.is_empty() => return bad(format!("{name} holds no prefix")),
+                Ok(ps) => ps,
+                Err(errs) => {
+                    let mut msg: Vec<String> = errs
+                        .iter()
+                        .take(20)
+                        .map(|(line, e)| format!("{name}:{line}: {e}"))
+                        .collect();
+                    if errs.len() > 20 {
+                        msg.push(format!("... and {} more bad lines", errs.len() - 20));
+                    }
+                    msg.push("nothing was applied".into());
+                    return bad(msg.join("\n"));
+                }
+            };
+            drop(text);
+            if ttl_secs == Some(0) {
+                return bad("a TTL must be at least 1 second".into());
+            }
+            let reason = crate::store::shared(
+                reason
+                    .as_deref()
+                    .unwrap_or(&format!("imported from {name}")),
+            );
             apply(
                 agent,
                 ps.into_iter()
@@ -104,7 +155,7 @@ pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
             reason,
         } => match prefixes(&p) {
             Ok(ps) => {
-                let reason = reason.unwrap_or_else(|| "manual allow".into());
+                let reason = crate::store::shared(reason.as_deref().unwrap_or("manual allow"));
                 apply(
                     agent,
                     ps.into_iter()

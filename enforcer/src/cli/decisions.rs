@@ -7,7 +7,7 @@ use clap::Args;
 use super::{EXIT_FAILURE, EXIT_OK, OutputFormat, call, fail, output, parse_ttl, usage};
 use crate::{
     control::protocol::{Reply, Request},
-    net::{parse_prefix, parse_prefixes},
+    net::parse_prefixes,
     store::{ApplyReport, Kind},
 };
 
@@ -63,10 +63,11 @@ enum ListKind {
     Allow,
 }
 
-/// Validates every token locally first: a bad one names itself and nothing is sent.
+/// Validates every token locally first: a bad one names itself and nothing is
+/// sent. The tokens go as typed (the agent normalises them again).
 fn checked(tokens: &[String]) -> Result<Vec<String>, u8> {
     match parse_prefixes(tokens) {
-        Ok(ps) => Ok(ps.iter().map(ToString::to_string).collect()),
+        Ok(_) => Ok(tokens.iter().map(|t| t.trim().to_owned()).collect()),
         Err(errs) => {
             for e in &errs {
                 eprintln!("enforcer: {e}");
@@ -157,23 +158,6 @@ pub fn unallow(socket: &Path, a: PrefixArgs) -> u8 {
     }
 }
 
-/// The first token of each line that is not blank or a comment.
-pub fn read_prefix_lines(text: &str) -> (Vec<String>, Vec<(usize, String)>) {
-    let mut good = Vec::new();
-    let mut bad = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.split(['#', ';']).next().unwrap_or("").trim();
-        let Some(tok) = t.split_whitespace().next() else {
-            continue;
-        };
-        match parse_prefix(tok) {
-            Ok(p) => good.push(p.to_string()),
-            Err(e) => bad.push((i + 1, e.to_string())),
-        }
-    }
-    (good, bad)
-}
-
 pub fn import(socket: &Path, a: ImportArgs) -> u8 {
     let mut text = String::new();
     let r = if a.file == "-" {
@@ -184,28 +168,20 @@ pub fn import(socket: &Path, a: ImportArgs) -> u8 {
     if let Err(e) = r {
         return fail(format!("reading {}: {e}", a.file));
     }
-    let (prefixes, bad) = read_prefix_lines(&text);
-    if !bad.is_empty() {
-        for (line, e) in bad.iter().take(20) {
-            eprintln!("enforcer: {}:{line}: {e}", a.file);
-        }
-        if bad.len() > 20 {
-            eprintln!("enforcer: ... and {} more bad lines", bad.len() - 20);
-        }
-        return usage("nothing was applied");
-    }
-    if prefixes.is_empty() {
-        return usage(format!("{} holds no prefix", a.file));
-    }
+    // The agent parses the list (one string, not a million): bad lines come
+    // back as a usage error naming file and line, with nothing applied.
     send(
         socket,
         "blocked",
-        &Request::Block {
-            prefixes,
+        &Request::Import {
+            text,
+            name: if a.file == "-" {
+                "stdin".into()
+            } else {
+                a.file.clone()
+            },
             ttl_secs: a.ttl.map(|d| d.as_secs()),
-            reason: a
-                .reason
-                .or_else(|| Some(format!("imported from {}", a.file))),
+            reason: a.reason,
         },
     )
 }

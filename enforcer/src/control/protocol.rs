@@ -10,13 +10,24 @@ use crate::{
     store::{ApplyReport, DecisionView, Kind, StoreStats},
 };
 
-/// A request to the agent.
+/// A request to the agent: `{"cmd": "...", "args": {...}}`. Adjacent tagging
+/// (rather than internal) lets serde parse a million-prefix request in one
+/// pass instead of buffering it first.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
+#[serde(tag = "cmd", content = "args", rename_all = "snake_case")]
 pub enum Request {
     /// Block prefixes (manual origin), optionally for a time.
     Block {
         prefixes: Vec<String>,
+        ttl_secs: Option<u64>,
+        reason: Option<String>,
+    },
+    /// Block every prefix listed in `text` (one per line, `#`/`;` comments):
+    /// a whole file in one string, parsed by the agent line by line.
+    Import {
+        text: String,
+        /// Where the text came from, for messages (`file:line`).
+        name: String,
         ttl_secs: Option<u64>,
         reason: Option<String>,
     },

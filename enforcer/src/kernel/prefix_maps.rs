@@ -9,11 +9,9 @@
 //! fit before touching anything: a command is all or nothing, and a full map
 //! never silently drops a block.
 
-use std::{
-    collections::{HashMap, HashSet},
-    net::IpAddr,
-    os::fd::AsFd as _,
-};
+use std::{net::IpAddr, os::fd::AsFd as _};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use aya::maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, lpm_trie::Key};
 use enforcer_common::{
@@ -70,8 +68,11 @@ pub struct PrefixMaps {
     blocks: HashSet<IpNet>,
     /// Allow prefixes present in the tries.
     allows: HashSet<IpNet>,
-    /// (bucket, length) → number of block prefixes of that length covering the bucket.
-    counts: HashMap<(Family, u32, u8), u32>,
+    /// IPv4 (bucket, length) → number of block prefixes of that length
+    /// covering the bucket, dense: `bucket * 33 + length`.
+    counts_v4: Vec<u32>,
+    /// IPv6 (bucket, length) → the same, sparse.
+    counts_v6: HashMap<(u32, u8), u32>,
     /// Mirrors of the summary arrays.
     mirror_v4: Vec<V4LengthMask>,
     mirror_v6: Vec<V6LengthMask>,
@@ -119,10 +120,11 @@ impl PrefixMaps {
                 .map_err(conv(m::BLOCK_V6_FILTER))?,
             fmirror_v4: vec![0; V4_FILTER_WORDS as usize],
             fmirror_v6: vec![0; V6_FILTER_WORDS as usize],
-            fshared: HashMap::new(),
-            blocks: HashSet::new(),
-            allows: HashSet::new(),
-            counts: HashMap::new(),
+            fshared: HashMap::default(),
+            blocks: HashSet::default(),
+            allows: HashSet::default(),
+            counts_v4: vec![0; enforcer_common::prefix::SUMMARY_BUCKETS as usize * 33],
+            counts_v6: HashMap::default(),
             mirror_v4: vec![0; enforcer_common::prefix::SUMMARY_BUCKETS as usize],
             mirror_v6: vec![
                 V6LengthMask::default();
@@ -179,7 +181,8 @@ impl PrefixMaps {
             }
         }
         self.blocks.clear();
-        self.counts.clear();
+        self.counts_v4.iter_mut().for_each(|c| *c = 0);
+        self.counts_v6.clear();
         self.fshared.clear();
         self.fmirror_v4.iter_mut().for_each(|m| *m = 0);
         self.fmirror_v6.iter_mut().for_each(|m| *m = 0);
@@ -248,11 +251,12 @@ impl PrefixMaps {
     /// Inserts or replaces block entries. Refused as a whole, before any write,
     /// if the new prefixes would not fit.
     pub fn upsert_blocks(&mut self, items: &[(IpNet, BlockEntry)]) -> Result<(), KernelError> {
+        // Counted without de-duplicating `items`: a repeated prefix only makes
+        // the check stricter, never looser.
         let mut new_v4 = 0usize;
         let mut new_v6 = 0usize;
-        let mut seen = HashSet::with_capacity(items.len());
         for (p, _) in items {
-            if !self.blocks.contains(p) && seen.insert(*p) {
+            if !self.blocks.contains(p) {
                 match p {
                     IpNet::V4(_) => new_v4 += 1,
                     IpNet::V6(_) => new_v6 += 1,
@@ -300,17 +304,74 @@ impl PrefixMaps {
         }
         // Hash entries first, then summary bits: a packet never sees a bit
         // without its entry (which would only cost a probe, but keep it tidy).
-        sys::update_batch(self.block_v4.fd_as_fd(), &k4, &v4)
-            .map_err(|(_, e)| KernelError::Write("BLOCK_V4", e))?;
-        sys::update_batch(self.block_v6.fd_as_fd(), &k6, &v6)
-            .map_err(|(_, e)| KernelError::Write("BLOCK_V6", e))?;
+        let t0 = std::time::Instant::now();
+        // The kernel inserts (one allocation per element) dominate a bulk load:
+        // split them over two threads, and do the summary and filter
+        // bookkeeping on this one meanwhile. Nothing is published before both
+        // writes finished: summary and filter bits are flushed after.
         let mut dirty = Dirty::default();
-        for (p, _) in items {
-            if self.blocks.insert(*p) {
-                self.count_up(p, &mut dirty);
+        self.blocks.reserve(new_v4 + new_v6);
+        let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+            fd.try_clone_to_owned()
+                .map_err(|e| KernelError::Write("BLOCK_V4", e))
+        };
+        let fd4 = dup(self.block_v4.fd_as_fd())?;
+        let fd6 = dup(self.block_v6.fd_as_fd())?;
+        let mut fresh = Vec::with_capacity(new_v4 + new_v6);
+        let (r4a, r4b, r6) = std::thread::scope(|scope| {
+            let half = (k4.len() / 2).max(sys::BATCH.min(k4.len()));
+            let (ka, kb) = k4.split_at(half);
+            let (va, vb) = v4.split_at(half);
+            let (fd4, fd6) = (&fd4, &fd6);
+            let a = scope.spawn(move || sys::update_batch(fd4.as_fd(), ka, va));
+            let b = scope.spawn(move || {
+                let r = sys::update_batch(fd4.as_fd(), kb, vb);
+                (r, sys::update_batch(fd6.as_fd(), &k6, &v6))
+            });
+            // Meanwhile, the bookkeeping; nothing of it reaches the kernel
+            // before both writes are done (see `flush` below).
+            for (p, _) in items {
+                if self.blocks.insert(*p) {
+                    self.count_up(p, &mut dirty);
+                    fresh.push(*p);
+                }
             }
+            let (rb, r6) = b.join().unwrap_or_else(|_| {
+                let e = || Err((0, std::io::Error::other("writer thread panicked")));
+                (e(), e())
+            });
+            let ra = a
+                .join()
+                .unwrap_or_else(|_| Err((0, std::io::Error::other("writer thread panicked"))));
+            (ra, rb, r6)
+        });
+        let t1 = std::time::Instant::now();
+        let failed = [r4a, r4b]
+            .into_iter()
+            .find_map(Result::err)
+            .map(|(_, e)| KernelError::Write("BLOCK_V4", e))
+            .or_else(|| r6.err().map(|(_, e)| KernelError::Write("BLOCK_V6", e)));
+        if let Some(e) = failed {
+            // Undo the bookkeeping of this call, so it matches what the maps hold
+            // as closely as we can tell (entries written before the failure stay;
+            // the next write of the same prefixes replaces them).
+            let mut undo = Dirty::default();
+            for p in &fresh {
+                self.blocks.remove(p);
+                self.count_down(p, &mut undo);
+            }
+            return Err(e);
         }
-        self.flush(&dirty)
+        let t2 = std::time::Instant::now();
+        let r = self.flush(&dirty);
+        tracing::debug!(
+            entries = items.len(),
+            writes_and_bookkeeping_ms = (t1 - t0).as_millis() as u64,
+            after_ms = (t2 - t1).as_millis() as u64,
+            summaries_ms = t2.elapsed().as_millis() as u64,
+            "prefix maps: upsert"
+        );
+        r
     }
 
     /// Removes block entries; prefixes not present are ignored.
@@ -471,7 +532,7 @@ impl PrefixMaps {
             IpNet::V4(n) => {
                 let len = n.prefix_len();
                 for b in v4_prefix_buckets(n.addr().octets(), u32::from(len)) {
-                    let c = self.counts.entry((Family::V4, b, len)).or_insert(0);
+                    let c = &mut self.counts_v4[b as usize * 33 + len as usize];
                     *c += 1;
                     if *c == 1 {
                         self.mirror_v4[b as usize] |= 1u64 << len;
@@ -481,13 +542,13 @@ impl PrefixMaps {
             }
             IpNet::V6(n) => {
                 let len = n.prefix_len();
-                let mut seen = HashSet::new();
+                let mut seen = HashSet::default();
                 for b in v6_prefix_buckets(&n.addr().octets(), u32::from(len)) {
                     // Several covered /32s may hash to one bucket: count it once.
                     if !seen.insert(b) {
                         continue;
                     }
-                    let c = self.counts.entry((Family::V6, b, len)).or_insert(0);
+                    let c = self.counts_v6.entry((b, len)).or_insert(0);
                     *c += 1;
                     if *c == 1 {
                         self.mirror_v6[b as usize].set(u32::from(len));
@@ -504,10 +565,10 @@ impl PrefixMaps {
             IpNet::V4(n) => {
                 let len = n.prefix_len();
                 for b in v4_prefix_buckets(n.addr().octets(), u32::from(len)) {
-                    if let Some(c) = self.counts.get_mut(&(Family::V4, b, len)) {
+                    let c = &mut self.counts_v4[b as usize * 33 + len as usize];
+                    if *c > 0 {
                         *c -= 1;
                         if *c == 0 {
-                            self.counts.remove(&(Family::V4, b, len));
                             self.mirror_v4[b as usize] &= !(1u64 << len);
                             dirty.v4.insert(b);
                         }
@@ -516,15 +577,15 @@ impl PrefixMaps {
             }
             IpNet::V6(n) => {
                 let len = n.prefix_len();
-                let mut seen = HashSet::new();
+                let mut seen = HashSet::default();
                 for b in v6_prefix_buckets(&n.addr().octets(), u32::from(len)) {
                     if !seen.insert(b) {
                         continue;
                     }
-                    if let Some(c) = self.counts.get_mut(&(Family::V6, b, len)) {
+                    if let Some(c) = self.counts_v6.get_mut(&(b, len)) {
                         *c -= 1;
                         if *c == 0 {
-                            self.counts.remove(&(Family::V6, b, len));
+                            self.counts_v6.remove(&(b, len));
                             self.mirror_v6[b as usize].clear(u32::from(len));
                             dirty.v6.insert(b);
                         }
@@ -556,7 +617,8 @@ impl PrefixMaps {
             Family::V6 => (&self.filter_v6, &self.fmirror_v6, "BLOCK_V6_FILTER"),
         };
         let vals: Vec<u64> = words.iter().map(|w| mirror[*w as usize]).collect();
-        sys::update_batch(map.fd_as_fd(), words, &vals).map_err(|(_, e)| KernelError::Write(name, e))
+        sys::update_batch(map.fd_as_fd(), words, &vals)
+            .map_err(|(_, e)| KernelError::Write(name, e))
     }
 
     fn write_summary(&mut self, family: Family, buckets: &[u32]) -> Result<(), KernelError> {

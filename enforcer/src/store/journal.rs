@@ -40,6 +40,108 @@ pub enum Record {
         origin: Option<String>,
         source: Option<u32>,
     },
+    /// Many `Put`s sharing everything but the prefix (a feed, an import):
+    /// one line instead of a million.
+    PutMany {
+        kind: Kind,
+        prefixes: Vec<IpNet>,
+        origin: String,
+        source: u32,
+        reason: String,
+        created: u64,
+        expires: u64,
+    },
+    /// Many `Del`s sharing everything but the prefix.
+    DelMany {
+        kind: Kind,
+        prefixes: Vec<IpNet>,
+        origin: Option<String>,
+        source: Option<u32>,
+    },
+}
+
+impl Record {
+    /// Appends a put, extending the last record when only the prefix differs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_put(
+        out: &mut Vec<Self>,
+        kind: Kind,
+        prefix: IpNet,
+        origin: &str,
+        source: u32,
+        reason: &str,
+        created: u64,
+        expires: u64,
+    ) {
+        if let Some(Self::PutMany {
+            kind: k,
+            prefixes,
+            origin: o,
+            source: s,
+            reason: r,
+            created: c,
+            expires: e,
+        }) = out.last_mut()
+            && *k == kind
+            && o == origin
+            && *s == source
+            && r == reason
+            && *c == created
+            && *e == expires
+        {
+            prefixes.push(prefix);
+            return;
+        }
+        out.push(Self::PutMany {
+            kind,
+            prefixes: vec![prefix],
+            origin: origin.to_owned(),
+            source,
+            reason: reason.to_owned(),
+            created,
+            expires,
+        });
+    }
+
+    /// Appends a delete, extending the last record when only the prefix differs.
+    pub fn push_del(
+        out: &mut Vec<Self>,
+        kind: Kind,
+        prefix: IpNet,
+        origin: Option<&str>,
+        source: Option<u32>,
+    ) {
+        if let Some(Self::DelMany {
+            kind: k,
+            prefixes,
+            origin: o,
+            source: s,
+        }) = out.last_mut()
+            && *k == kind
+            && o.as_deref() == origin
+            && *s == source
+        {
+            prefixes.push(prefix);
+            return;
+        }
+        out.push(Self::DelMany {
+            kind,
+            prefixes: vec![prefix],
+            origin: origin.map(str::to_owned),
+            source,
+        });
+    }
+}
+
+/// Records as journal lines (so a large batch can be encoded off the
+/// critical path while the kernel is written).
+pub fn encode(records: &[Record]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut out, r)?;
+        out.push(b'\n');
+    }
+    Ok(out)
 }
 
 const SNAPSHOT: &str = "decisions.snapshot.jsonl";
@@ -121,16 +223,19 @@ impl Journal {
 
     /// Appends records and syncs them to disk.
     pub fn append(&mut self, records: &[Record]) -> io::Result<()> {
-        if records.is_empty() {
+        let bytes = encode(records)?;
+        self.append_encoded(&bytes, records.len())
+    }
+
+    /// Appends records already [`encode`]d, and syncs them to disk.
+    pub fn append_encoded(&mut self, bytes: &[u8], records: usize) -> io::Result<()> {
+        if bytes.is_empty() {
             return Ok(());
         }
-        for r in records {
-            serde_json::to_writer(&mut self.file, r)?;
-            self.file.write_all(b"\n")?;
-        }
+        self.file.write_all(bytes)?;
         self.file.flush()?;
         self.file.get_ref().sync_data()?;
-        self.appended += records.len();
+        self.appended += records;
         Ok(())
     }
 

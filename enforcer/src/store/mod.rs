@@ -11,11 +11,9 @@
 pub mod decision;
 pub mod journal;
 
-use std::{
-    collections::{HashMap, HashSet},
-    path::Path,
-    time::Duration,
-};
+use std::{collections::HashMap as StdHashMap, path::Path, time::Duration};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use enforcer_common::blocklist::{AllowEntry, BlockEntry, Origin};
 use ipnet::IpNet;
@@ -59,7 +57,8 @@ pub enum Change {
         prefix: IpNet,
         origin: Origin,
         source: u32,
-        reason: String,
+        /// Shared: a bulk batch repeats one reason for every prefix.
+        reason: std::sync::Arc<str>,
         /// `None` = never expires.
         ttl: Option<Duration>,
     },
@@ -99,21 +98,41 @@ pub enum StoreError {
 
 type Entries = SmallVec<[Entry; 1]>;
 
+/// A shared reason string.
+pub fn shared(reason: &str) -> std::sync::Arc<str> {
+    std::sync::Arc::from(reason)
+}
+
+/// Batches at least this large of uniform puts take the bulk path.
+const BULK_MIN: usize = 1024;
+
+/// Decisions of one batch logged one by one; the rest are summarised.
+pub const LOG_DETAIL_LIMIT: usize = 100;
+
 /// Reason texts, stored once.
 #[derive(Default)]
 struct Interner {
     ids: HashMap<String, u32>,
     texts: Vec<String>,
+    /// The last id handed out: batches repeat one reason a million times.
+    last: Option<u32>,
 }
 
 impl Interner {
     fn id(&mut self, s: &str) -> u32 {
+        if let Some(l) = self.last
+            && self.texts[l as usize] == s
+        {
+            return l;
+        }
         if let Some(id) = self.ids.get(s) {
+            self.last = Some(*id);
             return *id;
         }
         let id = self.texts.len() as u32;
         self.texts.push(s.to_owned());
         self.ids.insert(s.to_owned(), id);
+        self.last = Some(id);
         id
     }
 
@@ -126,7 +145,7 @@ impl Interner {
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreStats {
     /// Decisions added, by origin name.
-    pub added: HashMap<String, u64>,
+    pub added: StdHashMap<String, u64>,
     pub removed: u64,
     pub expired: u64,
     pub journal_errors: u64,
@@ -151,8 +170,8 @@ impl<S: Sink> Store<S> {
     pub fn in_memory(sink: S) -> Self {
         Self {
             sink,
-            blocks: HashMap::new(),
-            allows: HashMap::new(),
+            blocks: HashMap::default(),
+            allows: HashMap::default(),
             reasons: Interner::default(),
             journal: None,
             next_expiry_ms: 0,
@@ -189,12 +208,158 @@ impl<S: Sink> Store<S> {
 
     /// Applies a batch of changes, all or nothing.
     pub fn apply(&mut self, changes: Vec<Change>) -> Result<ApplyReport, StoreError> {
+        if changes.len() >= BULK_MIN
+            && let Some(Change::Put {
+                kind,
+                origin,
+                source,
+                reason,
+                ttl,
+                ..
+            }) = changes.first()
+            && changes.iter().all(|c| {
+                matches!(c, Change::Put { kind: k, origin: o, source: s, reason: r, ttl: t, .. }
+                    if k == kind && o == origin && s == source && t == ttl
+                        && std::sync::Arc::ptr_eq(r, reason))
+            })
+        {
+            let (kind, origin, source, reason, ttl) =
+                (*kind, *origin, *source, std::sync::Arc::clone(reason), *ttl);
+            let prefixes: Vec<IpNet> = changes
+                .into_iter()
+                .filter_map(|c| match c {
+                    Change::Put { prefix, .. } => Some(prefix),
+                    Change::Remove { .. } => None,
+                })
+                .collect();
+            return self.apply_bulk(kind, origin, source, &reason, ttl, prefixes);
+        }
+        self.apply_general(changes)
+    }
+
+    /// The bulk path (an import, a feed): many puts that differ only in the
+    /// prefix. Same semantics as the general path, without its per-change map
+    /// (a repeated prefix yields identical updates, so none is needed), and
+    /// with the journal encoded while the kernel is written.
+    fn apply_bulk(
+        &mut self,
+        kind: Kind,
+        origin: Origin,
+        source: u32,
+        reason: &str,
+        ttl: Option<Duration>,
+        prefixes: Vec<IpNet>,
+    ) -> Result<ApplyReport, StoreError> {
+        let t_start = std::time::Instant::now();
+        let now = now_ms();
+        let expires_ms = ttl.map_or(0, |t| (now + t.as_millis() as u64).max(1));
+        let entry = Entry {
+            origin,
+            source,
+            reason: self.reasons.id(reason),
+            created_ms: now,
+            expires_ms,
+        };
+        let mut report = ApplyReport::default();
+        let table = self.table(kind);
+        let mut touched: Vec<(IpNet, Entries)> = Vec::with_capacity(prefixes.len());
+        for p in &prefixes {
+            let mut list = table.get(p).cloned().unwrap_or_default();
+            if let Some(slot) = list
+                .iter_mut()
+                .find(|e| e.origin == origin && e.source == source)
+            {
+                *slot = entry;
+                report.updated += 1;
+            } else {
+                list.push(entry);
+                report.added += 1;
+            }
+            touched.push((*p, list));
+        }
+        let records = vec![Record::PutMany {
+            kind,
+            prefixes,
+            origin: origin.name().to_owned(),
+            source,
+            reason: reason.to_owned(),
+            created: now,
+            expires: expires_ms,
+        }];
+        let t_kernel = std::time::Instant::now();
+        let (kernel, encoded) = std::thread::scope(|scope| {
+            let enc = scope.spawn(|| journal::encode(&records));
+            let kernel = self.push_to_kernel(touched.iter().map(|(p, l)| (kind, *p, l)), now);
+            (kernel, enc.join())
+        });
+        kernel?;
+        let kernel_ms = t_kernel.elapsed().as_millis() as u64;
+        if expires_ms != 0 && (self.next_expiry_ms == 0 || expires_ms < self.next_expiry_ms) {
+            self.next_expiry_ms = expires_ms;
+        }
+        let log: Vec<(&'static str, Kind, IpNet, Entry)> = touched
+            .iter()
+            .take(LOG_DETAIL_LIMIT)
+            .map(|(p, _)| ("add", kind, *p, entry))
+            .collect();
+        let table = self.table_mut(kind);
+        table.reserve(touched.len());
+        for (p, list) in touched {
+            table.insert(p, list);
+        }
+        let n = report.added + report.updated;
+        for (action, kind, prefix, e) in &log {
+            self.log_decision(action, *kind, *prefix, e);
+        }
+        if n > log.len() {
+            info!(
+                target: "enforcer::decision",
+                action = "add",
+                kind = kind.name(),
+                count = n - log.len(),
+                origin = origin.name(),
+                reason,
+                "decisions (bulk, not listed one by one)"
+            );
+        }
+        *self
+            .stats
+            .added
+            .entry(origin.name().to_owned())
+            .or_default() += n as u64;
+        let t_journal = std::time::Instant::now();
+        if let Some(j) = self.journal.as_mut() {
+            let r = encoded
+                .unwrap_or_else(|_| Err(std::io::Error::other("journal encoder panicked")))
+                .and_then(|bytes| j.append_encoded(&bytes, 1));
+            if let Err(e) = r {
+                self.stats.journal_errors += 1;
+                warn!(error = %e, "could not make decisions durable; they are live but will not \
+                      survive a reboot");
+                report.journal_error = Some(e.to_string());
+            } else if j.wants_compaction() {
+                self.compact();
+            }
+        }
+        tracing::debug!(
+            changes = n,
+            prepare_ms = t_kernel.duration_since(t_start).as_millis() as u64,
+            kernel_ms,
+            journal_ms = t_journal.elapsed().as_millis() as u64,
+            "store: applied (bulk)"
+        );
+        Ok(report)
+    }
+
+    fn apply_general(&mut self, changes: Vec<Change>) -> Result<ApplyReport, StoreError> {
+        let t_start = std::time::Instant::now();
         let now = now_ms();
         let mut report = ApplyReport::default();
         // Work on copies of the touched prefixes' entries.
-        let mut pending: HashMap<(Kind, IpNet), Entries> = HashMap::new();
-        let mut records = Vec::with_capacity(changes.len());
-        let mut log: Vec<(&'static str, Kind, IpNet, Entry)> = Vec::new();
+        let mut pending: HashMap<(Kind, IpNet), Entries> =
+            HashMap::with_capacity_and_hasher(changes.len(), Default::default());
+        let mut records: Vec<Record> = Vec::new();
+        let mut log: Vec<(&'static str, Kind, IpNet, Entry)> = Vec::with_capacity(changes.len());
         for change in &changes {
             match change {
                 Change::Put {
@@ -213,9 +378,13 @@ impl<S: Sink> Store<S> {
                         created_ms: now,
                         expires_ms,
                     };
-                    let list = pending.entry((*kind, *prefix)).or_insert_with(|| {
-                        self.table(*kind).get(prefix).cloned().unwrap_or_default()
-                    });
+                    let table = match kind {
+                        Kind::Block => &self.blocks,
+                        Kind::Allow => &self.allows,
+                    };
+                    let list = pending
+                        .entry((*kind, *prefix))
+                        .or_insert_with(|| table.get(prefix).cloned().unwrap_or_default());
                     if let Some(slot) = list
                         .iter_mut()
                         .find(|e| e.origin == *origin && e.source == *source)
@@ -227,15 +396,16 @@ impl<S: Sink> Store<S> {
                         report.added += 1;
                     }
                     log.push(("add", *kind, *prefix, entry));
-                    records.push(Record::Put {
-                        kind: *kind,
-                        prefix: *prefix,
-                        origin: origin.name().to_owned(),
-                        source: *source,
-                        reason: reason.clone(),
-                        created: now,
-                        expires: expires_ms,
-                    });
+                    Record::push_put(
+                        &mut records,
+                        *kind,
+                        *prefix,
+                        origin.name(),
+                        *source,
+                        reason,
+                        now,
+                        expires_ms,
+                    );
                 }
                 Change::Remove {
                     kind,
@@ -243,9 +413,13 @@ impl<S: Sink> Store<S> {
                     origin,
                     source,
                 } => {
-                    let list = pending.entry((*kind, *prefix)).or_insert_with(|| {
-                        self.table(*kind).get(prefix).cloned().unwrap_or_default()
-                    });
+                    let table = match kind {
+                        Kind::Block => &self.blocks,
+                        Kind::Allow => &self.allows,
+                    };
+                    let list = pending
+                        .entry((*kind, *prefix))
+                        .or_insert_with(|| table.get(prefix).cloned().unwrap_or_default());
                     let before = list.len();
                     let matches = |e: &Entry| {
                         origin.is_none_or(|o| e.origin == o) && source.is_none_or(|s| e.source == s)
@@ -258,18 +432,23 @@ impl<S: Sink> Store<S> {
                         report.not_found.push(*prefix);
                     } else {
                         report.removed += before - list.len();
-                        records.push(Record::Del {
-                            kind: *kind,
-                            prefix: *prefix,
-                            origin: origin.map(|o| o.name().to_owned()),
-                            source: *source,
-                        });
+                        Record::push_del(
+                            &mut records,
+                            *kind,
+                            *prefix,
+                            origin.map(Origin::name),
+                            *source,
+                        );
                     }
                 }
             }
         }
-        self.push_to_kernel(&pending, now)?;
+        let t_kernel = std::time::Instant::now();
+        self.push_to_kernel(pending.iter().map(|((k, p), l)| (*k, *p, l)), now)?;
+        let kernel_ms = t_kernel.elapsed().as_millis() as u64;
+        let t_commit = std::time::Instant::now();
         // The kernel accepted: commit to memory, then make it durable.
+        self.blocks.reserve(pending.len());
         for ((kind, prefix), list) in pending {
             for e in &list {
                 if e.expires_ms != 0
@@ -284,18 +463,9 @@ impl<S: Sink> Store<S> {
                 self.table_mut(kind).insert(prefix, list);
             }
         }
-        for (action, kind, prefix, e) in &log {
-            self.log_decision(action, *kind, *prefix, e);
-            if *action == "add" {
-                *self
-                    .stats
-                    .added
-                    .entry(e.origin.name().to_owned())
-                    .or_default() += 1;
-            } else {
-                self.stats.removed += 1;
-            }
-        }
+        self.log_batch(&log);
+        let commit_ms = t_commit.elapsed().as_millis() as u64;
+        let t_journal = std::time::Instant::now();
         if let Some(j) = self.journal.as_mut() {
             if let Err(e) = j.append(&records) {
                 self.stats.journal_errors += 1;
@@ -306,30 +476,75 @@ impl<S: Sink> Store<S> {
                 self.compact();
             }
         }
+        tracing::debug!(
+            changes = changes.len(),
+            prepare_ms = t_kernel.duration_since(t_start).as_millis() as u64,
+            kernel_ms,
+            commit_ms,
+            journal_ms = t_journal.elapsed().as_millis() as u64,
+            "store: applied"
+        );
         Ok(report)
     }
 
+    /// Logs a batch's decisions: each one for ordinary batches; for bulk ones
+    /// (an import, a feed) the first [`LOG_DETAIL_LIMIT`] and then one summary
+    /// line per kind of change, so a million-entry feed does not write a
+    /// million log lines.
+    fn log_batch(&mut self, log: &[(&'static str, Kind, IpNet, Entry)]) {
+        let mut rest: StdHashMap<(&'static str, Kind, Origin, u32), u64> = StdHashMap::new();
+        let mut added = [0u64; enforcer_common::blocklist::ORIGIN_COUNT as usize];
+        for (i, (action, kind, prefix, e)) in log.iter().enumerate() {
+            if i < LOG_DETAIL_LIMIT {
+                self.log_decision(action, *kind, *prefix, e);
+            } else {
+                *rest.entry((action, *kind, e.origin, e.reason)).or_default() += 1;
+            }
+            if *action == "add" {
+                added[e.origin as usize] += 1;
+            } else {
+                self.stats.removed += 1;
+            }
+        }
+        for o in Origin::ALL {
+            if added[o as usize] > 0 {
+                *self.stats.added.entry(o.name().to_owned()).or_default() += added[o as usize];
+            }
+        }
+        for ((action, kind, origin, reason), n) in rest {
+            info!(
+                target: "enforcer::decision",
+                action,
+                kind = kind.name(),
+                count = n,
+                origin = origin.name(),
+                reason = self.reasons.text(reason),
+                "decisions (bulk, not listed one by one)"
+            );
+        }
+    }
+
     /// Writes the effective entry of every touched prefix (or removes it).
-    fn push_to_kernel(
+    fn push_to_kernel<'a>(
         &mut self,
-        pending: &HashMap<(Kind, IpNet), Entries>,
+        touched: impl Iterator<Item = (Kind, IpNet, &'a Entries)>,
         now: u64,
     ) -> Result<(), KernelError> {
         let mut block_up = Vec::new();
         let mut block_rm = Vec::new();
         let mut allow_up = Vec::new();
         let mut allow_rm = Vec::new();
-        for ((kind, prefix), list) in pending {
+        for (kind, prefix, list) in touched {
             match (kind, effective(list, now)) {
-                (Kind::Block, Some(e)) => block_up.push((*prefix, block_entry(&e))),
-                (Kind::Block, None) => block_rm.push(*prefix),
+                (Kind::Block, Some(e)) => block_up.push((prefix, block_entry(&e))),
+                (Kind::Block, None) => block_rm.push(prefix),
                 (Kind::Allow, Some(e)) => allow_up.push((
-                    *prefix,
+                    prefix,
                     AllowEntry {
                         origin: e.origin as u32,
                     },
                 )),
-                (Kind::Allow, None) => allow_rm.push(*prefix),
+                (Kind::Allow, None) => allow_rm.push(prefix),
             }
         }
         // Additions first (they are what can be refused), removals after.
@@ -366,7 +581,7 @@ impl<S: Sink> Store<S> {
         if self.next_expiry_ms == 0 || now < self.next_expiry_ms {
             return Ok(0);
         }
-        let mut pending: HashMap<(Kind, IpNet), Entries> = HashMap::new();
+        let mut pending: HashMap<(Kind, IpNet), Entries> = HashMap::default();
         let mut next = 0u64;
         let mut expired: Vec<(Kind, IpNet, Entry)> = Vec::new();
         for kind in [Kind::Block, Kind::Allow] {
@@ -394,7 +609,7 @@ impl<S: Sink> Store<S> {
                 }
             }
         }
-        self.push_to_kernel(&pending, now)?;
+        self.push_to_kernel(pending.iter().map(|((k, p), l)| (*k, *p, l)), now)?;
         for ((kind, prefix), list) in pending {
             if list.is_empty() {
                 self.table_mut(kind).remove(&prefix);
@@ -470,7 +685,7 @@ impl<S: Sink> Store<S> {
             })
             .collect();
         let mut changes = Vec::new();
-        let mut wanted = HashSet::with_capacity(desired.len());
+        let mut wanted = HashSet::with_capacity_and_hasher(desired.len(), Default::default());
         for (p, reason) in desired {
             wanted.insert(*p);
             if current.get(p) != Some(reason) {
@@ -479,7 +694,7 @@ impl<S: Sink> Store<S> {
                     prefix: *p,
                     origin,
                     source,
-                    reason: reason.clone(),
+                    reason: shared(reason),
                     ttl: None,
                 });
             }
@@ -497,19 +712,20 @@ impl<S: Sink> Store<S> {
 
     fn live_records(&self) -> Vec<Record> {
         let now = now_ms();
-        let mut out = Vec::with_capacity(self.blocks.len() + self.allows.len());
+        let mut out = Vec::new();
         for kind in [Kind::Block, Kind::Allow] {
             for (prefix, list) in self.table(kind) {
                 for e in list.iter().filter(|e| !e.is_expired(now)) {
-                    out.push(Record::Put {
+                    Record::push_put(
+                        &mut out,
                         kind,
-                        prefix: *prefix,
-                        origin: e.origin.name().to_owned(),
-                        source: e.source,
-                        reason: self.reasons.text(e.reason).to_owned(),
-                        created: e.created_ms,
-                        expires: e.expires_ms,
-                    });
+                        *prefix,
+                        e.origin.name(),
+                        e.source,
+                        self.reasons.text(e.reason),
+                        e.created_ms,
+                        e.expires_ms,
+                    );
                 }
             }
         }
@@ -535,6 +751,20 @@ fn block_entry(e: &Entry) -> BlockEntry {
         ),
         origin: e.origin as u32,
         reason_id: e.reason,
+    }
+}
+
+impl<S: Sink> Store<S> {
+    fn replay_del(&mut self, kind: Kind, prefix: IpNet, origin: Option<&str>, source: Option<u32>) {
+        let origin = origin.and_then(origin_from_name);
+        if let Some(list) = self.table_mut(kind).get_mut(&prefix) {
+            list.retain(|e| {
+                !(origin.is_none_or(|o| e.origin == o) && source.is_none_or(|s| e.source == s))
+            });
+            if list.is_empty() {
+                self.table_mut(kind).remove(&prefix);
+            }
+        }
     }
 }
 
@@ -586,16 +816,41 @@ impl Store<PrefixMaps> {
                     prefix,
                     origin,
                     source,
+                } => store.replay_del(kind, prefix, origin.as_deref(), source),
+                Record::PutMany {
+                    kind,
+                    prefixes,
+                    origin,
+                    source,
+                    reason,
+                    created,
+                    expires,
                 } => {
-                    let origin = origin.as_deref().and_then(origin_from_name);
-                    if let Some(list) = store.table_mut(kind).get_mut(&prefix) {
-                        list.retain(|e| {
-                            !(origin.is_none_or(|o| e.origin == o)
-                                && source.is_none_or(|s| e.source == s))
-                        });
-                        if list.is_empty() {
-                            store.table_mut(kind).remove(&prefix);
-                        }
+                    let Some(origin) = origin_from_name(&origin) else {
+                        continue;
+                    };
+                    let entry = Entry {
+                        origin,
+                        source,
+                        reason: store.reasons.id(&reason),
+                        created_ms: created,
+                        expires_ms: expires,
+                    };
+                    let table = store.table_mut(kind);
+                    for prefix in prefixes {
+                        let list = table.entry(prefix).or_default();
+                        list.retain(|e| !(e.origin == origin && e.source == source));
+                        list.push(entry);
+                    }
+                }
+                Record::DelMany {
+                    kind,
+                    prefixes,
+                    origin,
+                    source,
+                } => {
+                    for prefix in prefixes {
+                        store.replay_del(kind, prefix, origin.as_deref(), source);
                     }
                 }
             }
@@ -661,7 +916,7 @@ impl Store<PrefixMaps> {
                     .map(move |(p, l)| ((k, *p), l.clone()))
             })
             .collect();
-        store.push_to_kernel(&all, now)?;
+        store.push_to_kernel(all.iter().map(|((k, p), l)| (*k, *p, l)), now)?;
         store.next_expiry_ms = all
             .values()
             .flatten()

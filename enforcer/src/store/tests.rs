@@ -66,7 +66,7 @@ fn put(p: &str, origin: Origin, ttl: Option<u64>) -> Change {
         prefix: net(p),
         origin,
         source: 0,
-        reason: format!("{} says so", origin.name()),
+        reason: shared(&format!("{} says so", origin.name())),
         ttl: ttl.map(Duration::from_secs),
     }
 }
@@ -180,7 +180,7 @@ fn sweep_removes_expired_entries() {
         prefix: net("198.18.0.2/32"),
         origin: Origin::Manual,
         source: 0,
-        reason: "short".into(),
+        reason: shared("short"),
         ttl: Some(Duration::from_millis(1)),
     }])
     .unwrap();

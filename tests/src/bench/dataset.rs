@@ -66,10 +66,16 @@ pub fn generate(n_v4: usize, n_v6: usize) -> Dataset {
         v4_blocked.push(a);
     }
     for i in (1..65536u32).step_by(2) {
-        push(&mut v4, IpNet::new(Ipv4Addr::from(base19 + i).into(), 32).unwrap());
+        push(
+            &mut v4,
+            IpNet::new(Ipv4Addr::from(base19 + i).into(), 32).unwrap(),
+        );
     }
     for i in 0..128u32 {
-        push(&mut v4, IpNet::new(Ipv4Addr::from(base19 + (i << 8)).into(), 24).unwrap());
+        push(
+            &mut v4,
+            IpNet::new(Ipv4Addr::from(base19 + (i << 8)).into(), 24).unwrap(),
+        );
     }
     let v4_clear: Vec<Ipv4Addr> = (0..16384u32)
         .map(|i| Ipv4Addr::from(base19 + 0x8000 + 2 * i))
@@ -155,7 +161,8 @@ mod tests {
             assert!(in_test_range(u32::from(*a)), "{a}");
         }
         for a in &d.v4_clear {
-            let covered = (0..=32).any(|l| set4.contains(&IpNet::new((*a).into(), l).unwrap().trunc()));
+            let covered =
+                (0..=32).any(|l| set4.contains(&IpNet::new((*a).into(), l).unwrap().trunc()));
             assert!(!covered, "{a} should not be listed");
         }
         let r6: IpNet = "2001:2::/48".parse().unwrap();

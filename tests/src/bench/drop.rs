@@ -69,6 +69,9 @@ fn generate(b: &BenchObject, gen_ns: &Netns, gen_if: &str, frame: &[u8], count: 
     // receiver's NAPI poll on this CPU; wall time is the cross-check.
     let kernel = r.duration.as_nanos() as f64;
     let wall = wall.as_nanos() as f64 / f64::from(count);
+    if std::env::var_os("ENFORCER_BENCH_DEBUG").is_some() {
+        eprintln!("generator: kernel {kernel:.1} ns/packet, wall {wall:.1} ns/packet");
+    }
     kernel.max(wall)
 }
 
@@ -92,7 +95,11 @@ fn nft_set_file(d: &Dataset, rx_if: &str) -> String {
 }
 
 fn nft_counter(rx: &Netns) -> u64 {
-    let out = rx.cmd("nft").args(["list", "chain", "netdev", "enforcerbench", "ingress"]).output().unwrap();
+    let out = rx
+        .cmd("nft")
+        .args(["list", "chain", "netdev", "enforcerbench", "ingress"])
+        .output()
+        .unwrap();
     let t = String::from_utf8_lossy(&out.stdout);
     t.split("packets ")
         .nth(1)
@@ -108,11 +115,40 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, count: u32, with_nft
     let rx = Netns::new(format!("enfb-{tag}-rx"));
     let (gen_if, rx_if) = (format!("bg{tag}"), format!("br{tag}"));
     sh(&[
-        "ip", "link", "add", &gen_if, "netns", &gen_ns.name, "type", "veth", "peer", "name",
-        &rx_if, "netns", &rx.name,
+        "ip",
+        "link",
+        "add",
+        &gen_if,
+        "netns",
+        &gen_ns.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &rx_if,
+        "netns",
+        &rx.name,
     ]);
-    sh(&["ip", "-n", &gen_ns.name, "addr", "add", "198.18.250.1/30", "dev", &gen_if]);
-    sh(&["ip", "-n", &rx.name, "addr", "add", "198.18.250.2/30", "dev", &rx_if]);
+    sh(&[
+        "ip",
+        "-n",
+        &gen_ns.name,
+        "addr",
+        "add",
+        "198.18.250.1/30",
+        "dev",
+        &gen_if,
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &rx.name,
+        "addr",
+        "add",
+        "198.18.250.2/30",
+        "dev",
+        &rx_if,
+    ]);
     sh(&["ip", "-n", &gen_ns.name, "link", "set", &gen_if, "up"]);
     sh(&["ip", "-n", &rx.name, "link", "set", &rx_if, "up"]);
     // NAPI on the receiving veth, so frames reach the stack (and nftables)
@@ -147,10 +183,20 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, count: u32, with_nft
             "nftables: loading the same {} IPv4 prefixes as an interval set took {:.1} s{}.\n",
             d.v4.len(),
             t.elapsed().as_secs_f64(),
-            if out.status.success() { "" } else { " and FAILED" }
+            if out.status.success() {
+                ""
+            } else {
+                " and FAILED"
+            }
         ));
         if !out.status.success() {
-            report.line(format!("nft said: {}", String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")));
+            report.line(format!(
+                "nft said: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            ));
         }
         out.status.success()
     };
@@ -167,7 +213,12 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, count: u32, with_nft
             enter(&rx.path());
             let link = match *s {
                 "xdp_drop" => {
-                    let p: &mut Xdp = b.ebpf.program_mut("bench_drop").unwrap().try_into().unwrap();
+                    let p: &mut Xdp = b
+                        .ebpf
+                        .program_mut("bench_drop")
+                        .unwrap()
+                        .try_into()
+                        .unwrap();
                     Some(p.attach(&rx_if, XdpMode::Driver).unwrap())
                 }
                 "enforcer" => {
@@ -178,14 +229,28 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, count: u32, with_nft
             };
             back_to(&home);
             let before = match *s {
-                "enforcer" => dp.counters.totals().unwrap().iter().filter(|c| c.verdict == "drop").map(|c| c.packets).sum(),
+                "enforcer" => dp
+                    .counters
+                    .totals()
+                    .unwrap()
+                    .iter()
+                    .filter(|c| c.verdict == "drop")
+                    .map(|c| c.packets)
+                    .sum(),
                 "nft" => nft_counter(&rx),
                 _ => 0,
             };
             wait_idle(Duration::from_secs(3));
             results[i].push(generate(&b, &gen_ns, &gen_if, &frame, count));
             let after: u64 = match *s {
-                "enforcer" => dp.counters.totals().unwrap().iter().filter(|c| c.verdict == "drop").map(|c| c.packets).sum(),
+                "enforcer" => dp
+                    .counters
+                    .totals()
+                    .unwrap()
+                    .iter()
+                    .filter(|c| c.verdict == "drop")
+                    .map(|c| c.packets)
+                    .sum(),
                 "nft" => nft_counter(&rx),
                 _ => 0,
             };
@@ -195,7 +260,12 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, count: u32, with_nft
             enter(&rx.path());
             match *s {
                 "xdp_drop" => {
-                    let p: &mut Xdp = b.ebpf.program_mut("bench_drop").unwrap().try_into().unwrap();
+                    let p: &mut Xdp = b
+                        .ebpf
+                        .program_mut("bench_drop")
+                        .unwrap()
+                        .try_into()
+                        .unwrap();
                     p.detach(link.unwrap()).unwrap();
                 }
                 "enforcer" => dp.detach(&rx_if).unwrap(),
@@ -209,12 +279,16 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, count: u32, with_nft
     for (i, s) in scenarios.iter().enumerate() {
         let (lo, hi) = min_max(&results[i]);
         let label = match *s {
-            "xdp_drop" => "empty XDP_DROP (ceiling)",
-            "enforcer" => "enforcer, 1M IPv4 + 100K IPv6 prefixes",
-            _ => "nftables ingress, 1M-prefix interval set",
+            "xdp_drop" => "empty XDP_DROP (ceiling)".to_owned(),
+            "enforcer" => format!(
+                "enforcer, {} IPv4 + {} IPv6 prefixes",
+                d.v4.len(),
+                d.v6.len()
+            ),
+            _ => format!("nftables ingress, {}-prefix interval set", d.v4.len()),
         };
         rows.push(vec![
-            label.to_owned(),
+            label,
             format!("{:.2}", 1e3 / meds[i]),
             format!("{:.2}–{:.2}", 1e3 / hi, 1e3 / lo),
             format!("{:.0}", meds[i]),
@@ -222,11 +296,19 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, count: u32, with_nft
         ]);
     }
     report.table(
-        &["receiver", "Mpps (median)", "range", "ns/packet (gen + rx)", "of ceiling"],
+        &[
+            "receiver",
+            "Mpps (median)",
+            "range",
+            "ns/packet (gen + rx)",
+            "of ceiling",
+        ],
         &rows,
     );
     for (s, n) in delivered_check {
-        report.line(format!("- {s}: {n} of {count} packets counted as dropped by the receiver"));
+        report.line(format!(
+            "- {s}: {n} of {count} packets counted as dropped by the receiver"
+        ));
     }
     report.line("");
     let _ = std::io::stdout().flush();

@@ -39,7 +39,10 @@ fn ipset_memory(ns: &Netns, set: &str) -> u64 {
     let o = ns.cmd("ipset").args(["list", set, "-t"]).output().unwrap();
     String::from_utf8_lossy(&o.stdout)
         .lines()
-        .find_map(|l| l.strip_prefix("Size in memory: ").and_then(|x| x.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("Size in memory: ")
+                .and_then(|x| x.trim().parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -56,7 +59,10 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize) {
     std::fs::write(&list, &text).unwrap();
     let restore = dir.join("ipset.restore");
     let mut r = String::with_capacity(v4.len() * 30);
-    let _ = writeln!(r, "create benchset hash:net family inet hashsize 1048576 maxelem 4000000");
+    let _ = writeln!(
+        r,
+        "create benchset hash:net family inet hashsize 1048576 maxelem 4000000"
+    );
     for n in &v4 {
         let _ = writeln!(r, "add benchset {n}");
     }
@@ -78,7 +84,11 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize) {
                 .arg(&agent.socket)
                 .args(["import", list.to_str().unwrap(), "--reason", "bench"]),
         );
-        assert!(o.status.success(), "import failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "import failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         ours.push(t.as_secs_f64());
         for i in 0..20u32 {
             let a = format!("2001:2:0:f000::{:x}", 0x100 + i);
@@ -94,12 +104,23 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize) {
         if round == 0 {
             let m = agent.bpffs.join("maps");
             mem.0 = memlock(&m.join("BLOCK_V4")) + memlock(&m.join("BLOCK_V4_SUMMARY"));
-            let pid = agent.child.as_ref().map(std::process::Child::id).unwrap_or(0);
+            let pid = agent
+                .child
+                .as_ref()
+                .map(std::process::Child::id)
+                .unwrap_or(0);
             let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
                 .ok()
                 .and_then(|s| {
-                    s.lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:").map(|x| x.trim().trim_end_matches(" kB").trim().parse::<u64>().unwrap_or(0)))
+                    s.lines().find_map(|l| {
+                        l.strip_prefix("VmRSS:").map(|x| {
+                            x.trim()
+                                .trim_end_matches(" kB")
+                                .trim()
+                                .parse::<u64>()
+                                .unwrap_or(0)
+                        })
+                    })
                 })
                 .unwrap_or(0);
             mem.2 = rss * 1024;
@@ -114,7 +135,11 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize) {
         let t = Instant::now();
         let o = ns.cmd("ipset").arg("restore").stdin(f).output().unwrap();
         let el = t.elapsed();
-        assert!(o.status.success(), "ipset restore: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "ipset restore: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         theirs.push(el.as_secs_f64());
         for i in 0..20u32 {
             let a = format!("198.19.{}.{}", 200 + (i / 100), 2 * (i % 100));
@@ -135,21 +160,48 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize) {
             vec!["`ipset restore` (hash:net)".into(), format!("{mt:.2}"), "1.00×".into()],
         ],
     );
-    let (so50, so90) = (median(&mut single_ours.clone()), percentile(&mut single_ours, 90.0));
-    let (st50, st90) = (median(&mut single_theirs.clone()), percentile(&mut single_theirs, 90.0));
+    let (so50, so90) = (
+        median(&mut single_ours.clone()),
+        percentile(&mut single_ours, 90.0),
+    );
+    let (st50, st90) = (
+        median(&mut single_theirs.clone()),
+        percentile(&mut single_theirs, 90.0),
+    );
     report.table(
-        &["one more prefix, 1M loaded (whole command, process start included)", "p50 ms", "p90 ms"],
         &[
-            vec!["`enforcer block ADDR`".into(), format!("{so50:.1}"), format!("{so90:.1}")],
-            vec!["`ipset add`".into(), format!("{st50:.1}"), format!("{st90:.1}")],
+            "one more prefix, 1M loaded (whole command, process start included)",
+            "p50 ms",
+            "p90 ms",
+        ],
+        &[
+            vec![
+                "`enforcer block ADDR`".into(),
+                format!("{so50:.1}"),
+                format!("{so90:.1}"),
+            ],
+            vec![
+                "`ipset add`".into(),
+                format!("{st50:.1}"),
+                format!("{st90:.1}"),
+            ],
         ],
     );
     report.table(
         &["kernel memory for the 1M IPv4 set", "MiB"],
         &[
-            vec!["enforcer: BLOCK_V4 + BLOCK_V4_SUMMARY (`bpftool map show`, bytes_memlock)".into(), format!("{:.1}", mem.0 as f64 / 1048576.0)],
-            vec!["ipset hash:net (`ipset list -t`, Size in memory)".into(), format!("{:.1}", mem.1 as f64 / 1048576.0)],
-            vec!["(agent resident memory with the set loaded, for reference)".into(), format!("{:.1}", mem.2 as f64 / 1048576.0)],
+            vec![
+                "enforcer: BLOCK_V4 + BLOCK_V4_SUMMARY (`bpftool map show`, bytes_memlock)".into(),
+                format!("{:.1}", mem.0 as f64 / 1048576.0),
+            ],
+            vec![
+                "ipset hash:net (`ipset list -t`, Size in memory)".into(),
+                format!("{:.1}", mem.1 as f64 / 1048576.0),
+            ],
+            vec![
+                "(agent resident memory with the set loaded, for reference)".into(),
+                format!("{:.1}", mem.2 as f64 / 1048576.0),
+            ],
         ],
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -40,11 +40,14 @@ fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
 
 impl BenchObject {
     pub fn load(d: Option<&Dataset>) -> Self {
-        let mut ebpf = EbpfLoader::new().load(object::BENCH).expect("loading the bench object");
+        let mut ebpf = EbpfLoader::new()
+            .load(object::BENCH)
+            .expect("loading the bench object");
         for name in [
             "bench_pass",
             "bench_drop",
             "bench_hash_v4",
+            "bench_hashnp_v4",
             "bench_lpm_v4",
             "bench_hash_v6",
             "bench_lpm_v6",
@@ -74,25 +77,25 @@ impl BenchObject {
             }
         };
         // The single-hash baseline: one key per loaded IPv4 prefix's address.
-        let keys4: Vec<[u8; 4]> = d
-            .v4
-            .iter()
-            .filter_map(|n| match n {
-                IpNet::V4(n) => Some(n.network().octets()),
-                IpNet::V6(_) => None,
-            })
-            .collect();
+        let keys4: Vec<[u8; 4]> =
+            d.v4.iter()
+                .filter_map(|n| match n {
+                    IpNet::V4(n) => Some(n.network().octets()),
+                    IpNet::V6(_) => None,
+                })
+                .collect();
         let vals4 = vec![1u32; keys4.len()];
-        let m = fd(&self.ebpf, "HASH_V4");
-        sys::update_batch(m.fd().as_fd(), &keys4, &vals4).unwrap();
-        let keys6: Vec<[u8; 16]> = d
-            .v6
-            .iter()
-            .filter_map(|n| match n {
-                IpNet::V6(n) => Some(n.network().octets()),
-                IpNet::V4(_) => None,
-            })
-            .collect();
+        for name in ["HASH_V4", "HASH_V4_NP"] {
+            let m = fd(&self.ebpf, name);
+            sys::update_batch(m.fd().as_fd(), &keys4, &vals4).unwrap();
+        }
+        let keys6: Vec<[u8; 16]> =
+            d.v6.iter()
+                .filter_map(|n| match n {
+                    IpNet::V6(n) => Some(n.network().octets()),
+                    IpNet::V4(_) => None,
+                })
+                .collect();
         let vals6 = vec![1u32; keys6.len()];
         let m = fd(&self.ebpf, "HASH_V6");
         sys::update_batch(m.fd().as_fd(), &keys6, &vals6).unwrap();
@@ -157,7 +160,10 @@ impl BenchObject {
         opts.data_in = Some(frame);
         opts.repeat = repeat;
         let r = p.test_run(opts).unwrap();
-        assert_ne!(r.return_value, 0, "{wrapper}: the tail call failed (XDP_ABORTED)");
+        assert_ne!(
+            r.return_value, 0,
+            "{wrapper}: the tail call failed (XDP_ABORTED)"
+        );
         r.duration.as_nanos() as f64
     }
 }
@@ -191,12 +197,14 @@ pub fn load_enforcer(d: &Dataset) -> (Datapath, Duration) {
         origin: Origin::Feed as u32,
         reason_id: 0,
     };
-    let items: Vec<(IpNet, BlockEntry)> =
-        d.v4.iter().chain(&d.v6).map(|p| (*p, entry)).collect();
+    let items: Vec<(IpNet, BlockEntry)> = d.v4.iter().chain(&d.v6).map(|p| (*p, entry)).collect();
     let t = std::time::Instant::now();
     dp.maps.upsert_blocks(&items).unwrap();
     (dp, t.elapsed())
 }
+
+/// A benchmark case: label, family, sources, frame.
+type Case<'a> = (&'a str, &'a str, Vec<[u8; 16]>, &'a [u8]);
 
 pub fn run(report: &mut Report, d: &Dataset, rounds: usize, repeat: u32) {
     let (dp, load_time) = load_enforcer(d);
@@ -225,11 +233,12 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, repeat: u32) {
     ));
     let targets = [
         ("XDP_PASS (floor)", "pass"),
-        ("single hash lookup", "hash"),
+        ("single hash lookup (preallocated)", "hash"),
+        ("single hash lookup (BPF_F_NO_PREALLOC)", "hashnp"),
         ("kernel LPM trie", "lpm"),
         ("enforcer", "enforcer"),
     ];
-    let cases: [(&str, &str, Vec<[u8; 16]>, &[u8]); 4] = [
+    let cases: [Case<'_>; 4] = [
         ("IPv4 blocked", "v4", v4_samples(&d.v4_blocked), &f4),
         ("IPv4 not listed", "v4", v4_samples(&d.v4_clear), &f4),
         ("IPv6 blocked", "v6", v6_samples(&d.v6_blocked), &f6),
@@ -241,7 +250,11 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, repeat: u32) {
         let mut results: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
         for _ in 0..rounds {
             for (i, (_, t)) in targets.iter().enumerate() {
+                if *t == "hashnp" && *fam == "v6" {
+                    continue;
+                }
                 let fd = match *t {
+                    "hashnp" => b.prog_fd("bench_hashnp_v4"),
                     "pass" => b.prog_fd("bench_pass"),
                     "hash" => b.prog_fd(&format!("bench_hash_{fam}")),
                     "lpm" => b.prog_fd(&format!("bench_lpm_{fam}")),
@@ -254,6 +267,9 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, repeat: u32) {
         }
         let meds: Vec<f64> = results.iter_mut().map(|r| median(r)).collect();
         for (i, (label, _)) in targets.iter().enumerate() {
+            if results[i].is_empty() {
+                continue;
+            }
             let (lo, hi) = min_max(&results[i]);
             rows.push(vec![
                 (*case).to_owned(),
@@ -266,7 +282,14 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, repeat: u32) {
         }
     }
     report.table(
-        &["case", "program", "ns/packet (median)", "range", "vs XDP_PASS", "vs hash lookup"],
+        &[
+            "case",
+            "program",
+            "ns/packet (median)",
+            "range",
+            "vs XDP_PASS",
+            "vs hash lookup",
+        ],
         &rows,
     );
     drop(dp);

@@ -16,7 +16,9 @@ pub fn median(v: &mut [f64]) -> f64 {
 
 pub fn min_max(v: &[f64]) -> (f64, f64) {
     v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(*x), b.max(*x))
+        })
 }
 
 /// Percentile (nearest rank) of samples (sorts in place).
@@ -58,7 +60,11 @@ pub fn wait_idle(max_wait: std::time::Duration) -> f64 {
     let read = || -> Option<(u64, u64)> {
         let s = std::fs::read_to_string("/proc/stat").ok()?;
         let l = s.lines().next()?;
-        let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let v: Vec<u64> = l
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
         let idle = v.get(3)? + v.get(4)?;
         Some((idle, v.iter().sum()))
     };

@@ -11,25 +11,42 @@ fn main() {
         let named: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
         named.is_empty() || named.iter().any(|a| *a == name)
     };
-    let (n4, n6, rounds) = if quick { (100_000, 10_000, 2) } else { (1_000_000, 100_000, 5) };
+    let (n4, n6, rounds) = if quick {
+        (100_000, 10_000, 2)
+    } else {
+        (1_000_000, 100_000, 5)
+    };
     let mut r = Report::default();
     r.line("# enforcer benchmarks\n");
     r.line(format!(
         "Machine: {} CPUs, kernel {}. Command: `cargo xtask bench{}`.\n",
         std::thread::available_parallelism().map_or(0, usize::from),
-        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
         if quick { " -- --quick" } else { "" }
     ));
     let t = std::time::Instant::now();
     let d = dataset::generate(n4, n6);
-    eprintln!("dataset: {} IPv4 + {} IPv6 prefixes in {:.1}s", d.v4.len(), d.v6.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "dataset: {} IPv4 + {} IPv6 prefixes in {:.1}s",
+        d.v4.len(),
+        d.v6.len(),
+        t.elapsed().as_secs_f64()
+    );
     if want("lookup") {
         r.line("## Blocklist lookup cost (BPF_PROG_TEST_RUN, source varied over the loaded set)\n");
         lookup::run(&mut r, &d, rounds, if quick { 50_000 } else { 200_000 });
     }
     if want("drop") {
         r.line("## Drop rate on a veth, blocked sources\n");
-        drop::run(&mut r, &d, if quick { 2 } else { 3 }, if quick { 2_000_000 } else { 10_000_000 }, true);
+        drop::run(
+            &mut r,
+            &d,
+            if quick { 2 } else { 3 },
+            if quick { 2_000_000 } else { 10_000_000 },
+            true,
+        );
     }
     if want("load") {
         r.line("## Loading the blocklist\n");
