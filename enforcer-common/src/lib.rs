@@ -11,6 +11,8 @@ pub mod blocklist;
 pub mod counters;
 pub mod maps;
 pub mod prefix;
+pub mod ratelimit;
+pub mod stats;
 pub mod time;
 
 #[cfg(feature = "user")]

@@ -12,9 +12,14 @@ pub const BLOCK_V4_SUMMARY: &str = "BLOCK_V4_SUMMARY";
 pub const BLOCK_V6_SUMMARY: &str = "BLOCK_V6_SUMMARY";
 pub const BLOCK_V4_FILTER: &str = "BLOCK_V4_FILTER";
 pub const BLOCK_V6_FILTER: &str = "BLOCK_V6_FILTER";
+pub const RATE_RULES: &str = "RATE_RULES";
+pub const RATE_CONFIG: &str = "RATE_CONFIG";
+pub const RATE_STATE: &str = "RATE_STATE";
+pub const EVENTS: &str = "EVENTS";
+pub const STATS: &str = "STATS";
 
 /// Every map the agent pins, in a stable order.
-pub const PINNED: [&str; 9] = [
+pub const PINNED: [&str; 14] = [
     COUNTERS,
     ALLOW_V4,
     ALLOW_V6,
@@ -24,7 +29,15 @@ pub const PINNED: [&str; 9] = [
     BLOCK_V6_SUMMARY,
     BLOCK_V4_FILTER,
     BLOCK_V6_FILTER,
+    RATE_RULES,
+    RATE_CONFIG,
+    RATE_STATE,
+    EVENTS,
+    STATS,
 ];
+
+/// Default capacity of the rate-limit state (keys across all rules).
+pub const DEFAULT_RATE_STATE_ENTRIES: u32 = 1_000_000;
 
 /// Default capacity of the IPv4 block map (the agent may resize at load).
 pub const DEFAULT_BLOCK_V4_ENTRIES: u32 = 2_000_000;

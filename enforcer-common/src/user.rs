@@ -8,6 +8,7 @@ use crate::{
     blocklist::{AllowEntry, BlockEntry, PrefixKeyV4, PrefixKeyV6},
     counters::Counter,
     prefix::V6LengthMask,
+    ratelimit::{LimitEvent, RateConfig, RateKey, RateRule, RateState},
 };
 
 unsafe impl aya::Pod for PrefixKeyV4 {}
@@ -16,3 +17,8 @@ unsafe impl aya::Pod for BlockEntry {}
 unsafe impl aya::Pod for AllowEntry {}
 unsafe impl aya::Pod for Counter {}
 unsafe impl aya::Pod for V6LengthMask {}
+unsafe impl aya::Pod for RateRule {}
+unsafe impl aya::Pod for RateConfig {}
+unsafe impl aya::Pod for RateKey {}
+unsafe impl aya::Pod for RateState {}
+unsafe impl aya::Pod for LimitEvent {}

@@ -13,24 +13,32 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_ktime_get_coarse_ns, generated::bpf_loop},
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 use enforcer_common::{
     blocklist::{AllowEntry, BlockEntry, PrefixKeyV4, PrefixKeyV6},
     counters::{COUNTER_ENTRIES, Counter, Reason, Verdict, block_reason, counter_index},
-    maps::{DEFAULT_ALLOW_ENTRIES, DEFAULT_BLOCK_V4_ENTRIES, DEFAULT_BLOCK_V6_ENTRIES},
+    maps::{
+        DEFAULT_ALLOW_ENTRIES, DEFAULT_BLOCK_V4_ENTRIES, DEFAULT_BLOCK_V6_ENTRIES,
+        DEFAULT_RATE_STATE_ENTRIES,
+    },
     prefix::{
         SUMMARY_BUCKETS, V4_FILTER_BITS_LOG2, V4_FILTER_WORDS, V4LengthMask, V6_FILTER_BITS_LOG2,
-        V6_FILTER_WORDS, V6LengthMask, filter_slot, v4_bucket, v4_filter_hash, v6_bucket,
+        V6_FILTER_WORDS, V6LengthMask, filter_slot, mask_v6, v4_bucket, v4_filter_hash, v6_bucket,
         v6_filter_hash,
     },
+    ratelimit::{
+        EVENT_RATE_LIMIT, EVENT_RING_BYTES, FLAG_MONITOR, KIND_PACKETS, KIND_SYN, LimitEvent,
+        MAX_RATE_RULES, RateConfig, RateKey, RateRule, RateState, gcra,
+    },
+    stats::{STAT_EVENTS_LOST, STAT_EVENTS_SENT, STAT_RATE_KEYS_CREATED, STAT_SLOTS},
     time::is_expired,
 };
 use enforcer_ebpf::{
-    headers::{ETH_P_IP, ETH_P_IPV6},
+    headers::{ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, TCP_FLAGS_OFF},
     packet::Packet,
-    parse::{ParseError, parse_l2, v4_source, v4_transport, v6_source, v6_transport},
+    parse::{L4, ParseError, parse_l2, v4_source, v4_transport, v6_source, v6_transport},
 };
 
 #[map]
@@ -63,6 +71,29 @@ static BLOCK_V4_FILTER: Array<u64> = Array::with_max_entries(V4_FILTER_WORDS, 0)
 
 #[map]
 static BLOCK_V6_FILTER: Array<u64> = Array::with_max_entries(V6_FILTER_WORDS, 0);
+
+/// Rate-limit rules, double-buffered: the agent writes the half not in use,
+/// then flips `RATE_CONFIG.active` in one store, so a packet sees either the
+/// old rule set or the new one, never a mix.
+#[map]
+static RATE_RULES: Array<RateRule> = Array::with_max_entries(2 * MAX_RATE_RULES, 0);
+
+#[map]
+static RATE_CONFIG: Array<RateConfig> = Array::with_max_entries(1, 0);
+
+/// Per (rule, source prefix) bucket state. LRU: a flood of new sources
+/// evicts the least recently seen state instead of failing to insert.
+#[map]
+static RATE_STATE: LruHashMap<RateKey, RateState> =
+    LruHashMap::with_max_entries(DEFAULT_RATE_STATE_ENTRIES, 0);
+
+/// Events for the agent (offenders), at most one per key per interval.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
+
+/// Per-CPU housekeeping counters (events lost, state keys created, ...).
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
 
 /// A verdict and the reason for it, as recorded at the exit.
 #[derive(Clone, Copy)]
@@ -126,57 +157,305 @@ fn decide(pkt: &Packet) -> Outcome {
         Ok(l2) => l2,
         Err(e) => return Outcome::from_parse_error(e),
     };
-    match l2.ethertype {
+    let flow = match l2.ethertype {
         ETH_P_IP => decide_v4(pkt, l2.l3_off),
         ETH_P_IPV6 => decide_v6(pkt, l2.l3_off),
-        _ => Outcome::pass(Reason::NonIp),
+        _ => return Outcome::pass(Reason::NonIp),
+    };
+    // One call site for both families keeps the verifier's work in check.
+    match flow {
+        Flow::Done(o) => o,
+        Flow::Limit(next) => rate_limit(&next).unwrap_or_else(|| unlisted(next.block)),
     }
 }
 
+/// Where a packet goes after the family-specific stages.
+enum Flow {
+    /// Decided.
+    Done(Outcome),
+    /// Neither allowed nor blocked: on to the rate limits.
+    Limit(Unlisted),
+}
+
+/// A packet the lists did not decide.
+#[derive(Clone, Copy)]
+struct Unlisted {
+    /// 4 or 6.
+    family: u32,
+    /// Source address (IPv4 in the first 4 bytes, the rest zero).
+    src: [u8; 16],
+    /// A TCP SYN without ACK.
+    syn: bool,
+    block: Block,
+}
+
 #[inline(always)]
-fn decide_v4(pkt: &Packet, l3: usize) -> Outcome {
+fn decide_v4(pkt: &Packet, l3: usize) -> Flow {
     let src = match v4_source(pkt, l3) {
         Ok(s) => s,
-        Err(e) => return Outcome::from_parse_error(e),
+        Err(e) => return Flow::Done(Outcome::from_parse_error(e)),
     };
     if ALLOW_V4.get(Key::new(32, src)).is_some() {
-        return Outcome::pass(Reason::Allowlisted);
+        return Flow::Done(Outcome::pass(Reason::Allowlisted));
     }
     let block = block_v4(src);
     if let Block::Hit(e) = block {
-        return Outcome {
+        return Flow::Done(Outcome {
             verdict: Verdict::Drop,
             reason: block_reason(e.origin),
-        };
+        });
     }
-    let _l4 = match v4_transport(pkt, l3) {
+    let l4 = match v4_transport(pkt, l3) {
         Ok(l4) => l4,
-        Err(e) => return Outcome::from_parse_error(e),
+        Err(e) => return Flow::Done(Outcome::from_parse_error(e)),
     };
-    unlisted(block)
+    let mut src16 = [0u8; 16];
+    src16[0] = src[0];
+    src16[1] = src[1];
+    src16[2] = src[2];
+    src16[3] = src[3];
+    Flow::Limit(Unlisted {
+        family: 4,
+        src: src16,
+        syn: is_syn(pkt, &l4),
+        block,
+    })
 }
 
 #[inline(always)]
-fn decide_v6(pkt: &Packet, l3: usize) -> Outcome {
+fn decide_v6(pkt: &Packet, l3: usize) -> Flow {
     let src = match v6_source(pkt, l3) {
         Ok(s) => s,
-        Err(e) => return Outcome::from_parse_error(e),
+        Err(e) => return Flow::Done(Outcome::from_parse_error(e)),
     };
     if ALLOW_V6.get(Key::new(128, src)).is_some() {
-        return Outcome::pass(Reason::Allowlisted);
+        return Flow::Done(Outcome::pass(Reason::Allowlisted));
     }
     let block = block_v6(&src);
     if let Block::Hit(e) = block {
-        return Outcome {
+        return Flow::Done(Outcome {
             verdict: Verdict::Drop,
             reason: block_reason(e.origin),
-        };
+        });
     }
-    let _l4 = match v6_transport(pkt, l3) {
+    let l4 = match v6_transport(pkt, l3) {
         Ok(l4) => l4,
-        Err(e) => return Outcome::from_parse_error(e),
+        Err(e) => return Flow::Done(Outcome::from_parse_error(e)),
     };
-    unlisted(block)
+    Flow::Limit(Unlisted {
+        family: 6,
+        src,
+        syn: is_syn(pkt, &l4),
+        block,
+    })
+}
+
+/// A TCP segment opening a connection: SYN set, ACK clear.
+#[inline(always)]
+fn is_syn(pkt: &Packet, l4: &L4) -> bool {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    if !l4.has_header || l4.proto != IPPROTO_TCP {
+        return false;
+    }
+    // Verifier workaround: a 1-byte read compiles to `ptr >= end`, from which
+    // the verifier learns no range for a variable offset; read the data-offset
+    // and flags bytes together (the header was checked to be complete).
+    pkt.load::<[u8; 2]>(l4.off + TCP_FLAGS_OFF - 1)
+        .is_some_and(|b| b[1] & (SYN | ACK) == SYN)
+}
+
+#[inline(always)]
+fn stat_add(slot: u32, n: u64) {
+    if let Some(c) = STATS.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU slot, this CPU only.
+        unsafe { *c += n };
+    }
+}
+
+/// State of a rate-limit pass, shared with the `bpf_loop` callback.
+#[repr(C)]
+struct LimitWalk {
+    src: [u8; 16],
+    family: u32,
+    syn: u32,
+    /// Rules in the live half, and where that half starts.
+    count: u32,
+    base: u32,
+    now: u64,
+    event_interval: u64,
+    /// 0 = none over; else the reason of the first enforcing rule over its
+    /// limit (`dropped` = 1) or of a monitoring rule over (`dropped` = 0).
+    reason: u32,
+    dropped: u32,
+}
+
+/// Evaluates every rate-limit rule that applies. `None` when all passed (or
+/// there are no rules); a drop at the first enforcing rule over its limit;
+/// `Monitor` when only rules in monitor mode were over.
+///
+/// Verifier workaround: the rule loop runs under `bpf_loop`, whose callback
+/// is verified once; unrolled, eight branchy rule evaluations on top of the
+/// parsers and list lookups approach the verifier's instruction budget.
+#[inline(always)]
+fn rate_limit(u: &Unlisted) -> Option<Outcome> {
+    let cfg = RATE_CONFIG.get(0)?;
+    let active = cfg.active;
+    let count = active & 0xFFFF;
+    if count == 0 {
+        return None;
+    }
+    let mut walk = LimitWalk {
+        src: u.src,
+        family: u.family,
+        syn: u32::from(u.syn),
+        count,
+        base: if active >> 16 == 0 { 0 } else { MAX_RATE_RULES },
+        now: now_ns(),
+        event_interval: cfg.event_interval_ns,
+        reason: 0,
+        dropped: 0,
+    };
+    // SAFETY: the callback only dereferences `ctx` as the `LimitWalk` passed
+    // here, which lives on this stack frame for the whole call.
+    unsafe {
+        bpf_loop(
+            MAX_RATE_RULES,
+            limit_step as *mut c_void,
+            (&raw mut walk).cast(),
+            0,
+        );
+    }
+    match (walk.reason, walk.dropped) {
+        (0, _) => None,
+        (reason, 1) => Some(Outcome {
+            verdict: Verdict::Drop,
+            reason,
+        }),
+        (reason, _) => Some(Outcome {
+            verdict: Verdict::Monitor,
+            reason,
+        }),
+    }
+}
+
+/// One rule of [`rate_limit`]. Returns 1 to stop (rules exhausted or a drop).
+#[inline(never)]
+extern "C" fn limit_step(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `LimitWalk` that `rate_limit` passed to `bpf_loop`.
+    let w = unsafe { &mut *ctx.cast::<LimitWalk>() };
+    let i = index as u32;
+    if i >= w.count || i >= MAX_RATE_RULES {
+        return 1;
+    }
+    let Some(rule) = RATE_RULES.get(w.base + i) else {
+        return 1;
+    };
+    let applies = rule.kind == KIND_PACKETS || (rule.kind == KIND_SYN && w.syn != 0);
+    if !applies {
+        return 0;
+    }
+    let len = if w.family == 4 {
+        rule.v4_len
+    } else {
+        rule.v6_len
+    };
+    // An IPv4 source sits in the first 4 bytes with zeros after, so masking
+    // it as 128 bits to a length of at most 32 is the IPv4 mask.
+    let key = RateKey {
+        rule: i,
+        family: w.family,
+        addr: mask_v6(&w.src, len),
+    };
+    if conforms(&key, rule, w.now) {
+        return 0;
+    }
+    let reason = if rule.kind == KIND_SYN {
+        Reason::RateLimitSyn as u32
+    } else {
+        Reason::RateLimitPackets as u32
+    };
+    report(&key, len, w.now, w.event_interval);
+    if rule.flags & FLAG_MONITOR != 0 {
+        if w.reason == 0 {
+            w.reason = reason;
+        }
+        return 0;
+    }
+    w.reason = reason;
+    w.dropped = 1;
+    1
+}
+
+/// Takes a token from `key`'s bucket if it has one.
+#[inline(always)]
+fn conforms(key: &RateKey, rule: &RateRule, now: u64) -> bool {
+    let Some(state) = RATE_STATE.get_ptr_mut(key) else {
+        // First packet of this key: it conforms (a full bucket), and state
+        // starts with its token taken.
+        let fresh = RateState {
+            tat: gcra(0, now, rule.interval_ns, rule.tolerance_ns).unwrap_or(now),
+            last_event_ns: 0,
+            drops: 0,
+        };
+        let _ = RATE_STATE.insert(key, &fresh, 0);
+        stat_add(STAT_RATE_KEYS_CREATED, 1);
+        return true;
+    };
+    // The bucket is one word, read and written without a lock: the BPF
+    // target has no compare-and-swap in Rust (atomic-cas is off), and a lock
+    // would cost more than the race. Two CPUs updating one key within the
+    // same few nanoseconds may both take the same token (a slight
+    // over-admission, measured in BENCHMARKS.md); a torn value is impossible
+    // (aligned 8-byte accesses).
+    // SAFETY: `state` points into a live map value for this program run.
+    let tat = unsafe { core::ptr::read_volatile(&raw const (*state).tat) };
+    match gcra(tat, now, rule.interval_ns, rule.tolerance_ns) {
+        Some(new) => {
+            // SAFETY: as above.
+            unsafe { core::ptr::write_volatile(&raw mut (*state).tat, new) };
+            true
+        }
+        None => false,
+    }
+}
+
+/// Counts a packet over the limit, and tells the agent about the key at most
+/// once per `interval` (so a flood cannot flood the agent).
+#[inline(always)]
+fn report(key: &RateKey, prefix_len: u32, now: u64, interval: u64) {
+    let Some(state) = RATE_STATE.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: as in `conforms`; `drops` and `last_event_ns` are best-effort
+    // counters (a rare lost update only delays or merges a report).
+    let (drops, last) = unsafe {
+        (*state).drops += 1;
+        ((*state).drops, (*state).last_event_ns)
+    };
+    if now.saturating_sub(last) < interval && last != 0 {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe {
+        (*state).last_event_ns = now;
+        (*state).drops = 0;
+    }
+    if let Some(mut e) = EVENTS.reserve::<LimitEvent>(0) {
+        e.write(LimitEvent {
+            kind: EVENT_RATE_LIMIT,
+            rule: key.rule,
+            family: key.family,
+            prefix_len,
+            addr: key.addr,
+            drops,
+            ts_ns: now,
+        });
+        e.submit(0);
+        stat_add(STAT_EVENTS_SENT, 1);
+    } else {
+        stat_add(STAT_EVENTS_LOST, 1);
+    }
 }
 
 #[inline(always)]

@@ -7,3 +7,4 @@ pub mod httpd;
 pub mod netns;
 pub mod packet;
 pub mod testrun;
+pub mod traffic;

@@ -37,6 +37,7 @@ impl Program {
             block_v4_capacity: n,
             block_v6_capacity: n,
             allow_capacity: 1024,
+            rate_state_capacity: 65_536,
         })
         .unwrap_or_else(|e| panic!("loading the XDP program: {e:?}"));
         Self { dp }
@@ -120,6 +121,29 @@ impl Program {
                 },
             )])
             .unwrap();
+    }
+
+    /// Installs rate-limit rules, reporting keys at most every `report`.
+    pub fn set_limits(&mut self, rules: &[enforcer::config::RuleSpec], report: Duration) {
+        let compiled: Vec<_> = rules
+            .iter()
+            .map(enforcer::config::RuleSpec::compile)
+            .collect();
+        self.dp
+            .rate
+            .install(&compiled, report.as_nanos() as u64)
+            .unwrap();
+    }
+
+    /// Events the program reported since the last call.
+    pub fn events(&mut self) -> Vec<enforcer_common::ratelimit::LimitEvent> {
+        let ring = self.dp.events.as_mut().expect("events ring");
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            // SAFETY: the program writes whole events; read unaligned.
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
+        }
+        out
     }
 
     /// Packets counted so far for (verdict, reason).

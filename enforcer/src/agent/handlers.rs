@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use super::Agent;
 use crate::{
     config::Config,
-    control::protocol::{ErrorKind, MapStatus, Reply, Request, StatusView},
+    control::protocol::{ErrorKind, LimitsView, MapStatus, Reply, Request, StatusView},
     kernel::AttachedMode,
     net::parse_prefixes,
     store::{Change, Kind, StoreError},
@@ -193,7 +193,24 @@ pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
             Err(_) => internal("the decision store is poisoned".into()),
         },
         Request::Status => status(agent),
+        Request::Limits { top } => limits(agent, top),
     }
+}
+
+fn limits(agent: &Agent, top: usize) -> Reply {
+    let (Ok(d), Ok(rate)) = (agent.detector.lock(), agent.rate.lock()) else {
+        return internal("agent state is poisoned".into());
+    };
+    let stats = match rate.stats() {
+        Ok(s) => s.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        Err(e) => return internal(e.to_string()),
+    };
+    Reply::Limits(Box::new(LimitsView {
+        rules: d.rules().to_vec(),
+        ban: d.policy().clone(),
+        top: d.top(top.clamp(1, 1000)),
+        stats,
+    }))
 }
 
 fn status(agent: &Agent) -> Reply {
@@ -226,6 +243,25 @@ fn status(agent: &Agent) -> Reply {
         Ok(c) => c,
         Err(e) => return internal(e.to_string()),
     };
+    let stats = agent
+        .rate
+        .lock()
+        .ok()
+        .and_then(|r| r.stats().ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    if let Some((_, lost)) = agent
+        .rate
+        .lock()
+        .ok()
+        .and_then(|r| r.stats().ok())
+        .and_then(|s| s.into_iter().find(|(k, _)| *k == "events_lost"))
+        && lost > 0
+    {
+        degraded.push(format!("{lost} event(s) lost: the ring buffer was full"));
+    }
     Reply::Status(Box::new(StatusView {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
@@ -257,6 +293,8 @@ fn status(agent: &Agent) -> Reply {
         decisions_block: store.len(Kind::Block),
         decisions_allow: store.len(Kind::Allow),
         counters,
+        stats,
+        limits: cfg.ratelimit.rules.len(),
         store: store.stats.clone(),
         degraded,
     }))

@@ -6,6 +6,8 @@
 //! removes the pins.
 
 mod bpffs;
+pub mod detector;
+mod events;
 mod handlers;
 
 use std::{
@@ -24,7 +26,7 @@ use crate::{
     control::server::{self, Access},
     kernel::{
         AttachedMode, Attachment, Datapath, LoadOptions, Programs, XdpModeChoice,
-        counters::Counters, prefix_maps::PrefixMaps,
+        counters::Counters, prefix_maps::PrefixMaps, ratelimit::RateMaps,
     },
     store::{Kind, Store},
 };
@@ -53,6 +55,8 @@ pub struct Agent {
     pub(crate) config_path: Option<PathBuf>,
     pub(crate) started: Instant,
     pub(crate) reused_pins: bool,
+    pub(crate) rate: Mutex<RateMaps>,
+    pub(crate) detector: Mutex<detector::Detector>,
 }
 
 fn resolve_config(opts: &RunOptions) -> anyhow::Result<(Config, Option<PathBuf>)> {
@@ -128,6 +132,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         block_v4_capacity: cfg.capacity_block_v4,
         block_v6_capacity: cfg.capacity_block_v6,
         allow_capacity: cfg.capacity_allow,
+        rate_state_capacity: cfg.ratelimit.state_entries,
     })?;
     let reused_pins = dp.reused_pins;
     let previous = previous_modes(&cfg.state_dir);
@@ -135,7 +140,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         dp.attach(iface, cfg.xdp_mode, previous.get(iface).copied())?;
     }
     save_attachments(&cfg.state_dir, &dp.attachments);
-    let (programs, maps, counters) = dp.split();
+    let parts = dp.split();
+    let (programs, maps, counters, mut rate) =
+        (parts.programs, parts.maps, parts.counters, parts.rate);
+    install_limits(&mut rate, &cfg)?;
 
     let mut store = Store::open(maps, &cfg.state_dir)?;
     apply_static_lists(&mut store, &cfg)?;
@@ -154,7 +162,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         config_path,
         started: Instant::now(),
         reused_pins,
+        rate: Mutex::new(rate),
+        detector: Mutex::new(detector::Detector::new(
+            cfg.ratelimit.ban.clone(),
+            cfg.ratelimit.rules.clone(),
+        )),
     });
+    let events = parts
+        .events
+        .map(|ring| tokio::spawn(events::run(ring, Arc::clone(&agent))));
 
     let handler = {
         let agent = Arc::clone(&agent);
@@ -190,6 +206,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     wait_for_shutdown(&agent).await;
     server.abort();
     sweeper.abort();
+    if let Some(e) = events {
+        e.abort();
+    }
     if let Ok(mut s) = agent.store.lock() {
         s.compact();
     }
@@ -198,6 +217,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         bpffs = %cfg.bpffs.display(),
         "agent stopped; enforcement stays attached through the pinned links (`enforcer uninstall` removes it)"
     );
+    Ok(())
+}
+
+/// Compiles the configured limits and makes them live in one step.
+pub(crate) fn install_limits(rate: &mut RateMaps, cfg: &Config) -> anyhow::Result<()> {
+    let rules: Vec<_> = cfg.ratelimit.rules.iter().map(|r| r.compile()).collect();
+    rate.install(&rules, cfg.ratelimit.report_interval.as_nanos() as u64)
+        .context("installing the rate limits")?;
+    if !rules.is_empty() {
+        info!(limits = rules.len(), "rate limits installed");
+    }
     Ok(())
 }
 

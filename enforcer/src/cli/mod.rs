@@ -6,6 +6,7 @@
 //! wrong (bad prefix, bad duration, unknown flag), and nothing was applied.
 
 mod decisions;
+mod limits;
 mod output;
 mod run;
 mod status;
@@ -62,6 +63,8 @@ pub enum Command {
     List(decisions::ListArgs),
     /// Show the agent, its interfaces, maps and counters.
     Status(status::StatusArgs),
+    /// Show the rate limits in force and the keys with the most drops.
+    Limits(limits::LimitsArgs),
     /// Remove every pin (stops enforcement once no agent holds the links).
     Uninstall(uninstall::UninstallArgs),
 }
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Import(a) => decisions::import(&socket, a),
         Command::List(a) => decisions::list(&socket, a),
         Command::Status(a) => status::status(&socket, &a),
+        Command::Limits(a) => limits::limits(&socket, &a),
         Command::Uninstall(a) => uninstall::uninstall(&socket, &a),
     };
     ExitCode::from(code)

@@ -69,6 +69,15 @@ pub fn status(socket: &Path, a: &StatusArgs) -> u8 {
         "decisions: {} block, {} allow; expired so far: {}",
         s.decisions_block, s.decisions_allow, s.store.expired
     );
+    println!(
+        "rate limits: {} rule(s); {}",
+        s.limits,
+        s.stats
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!();
     let mut t = output::table(&["VERDICT", "REASON", "PACKETS", "BYTES"]);
     for c in &s.counters {

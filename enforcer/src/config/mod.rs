@@ -6,6 +6,7 @@
 //! is reported where it stands, and all problems are reported at once.
 
 mod error;
+pub mod ratelimit;
 
 use std::{
     ops::Range,
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use error::{ConfigError, ConfigErrors, Source};
+pub use ratelimit::{BanPolicy, RateLimitConfig, RuleSpec};
 
 use crate::kernel::XdpModeChoice;
 
@@ -27,7 +29,7 @@ pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/enforcer";
 pub const DEFAULT_CONFIG: &str = "/etc/enforcer/enforcer.toml";
 
 /// The validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpModeChoice,
@@ -43,6 +45,7 @@ pub struct Config {
     pub allow: Vec<(IpNet, String)>,
     /// Static blocklist: prefix and reason.
     pub block: Vec<(IpNet, String)>,
+    pub ratelimit: RateLimitConfig,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             capacity_allow: m::DEFAULT_ALLOW_ENTRIES,
             allow: Vec::new(),
             block: Vec::new(),
+            ratelimit: RateLimitConfig::default(),
         }
     }
 }
@@ -74,6 +78,8 @@ struct RawConfig {
     allowlist: RawList,
     #[serde(default)]
     blocklist: RawList,
+    #[serde(default)]
+    ratelimit: ratelimit::RawRateLimit,
 }
 
 #[derive(Deserialize, Default)]
@@ -238,6 +244,7 @@ impl Config {
             "static blocklist",
             &mut errors,
         );
+        cfg.ratelimit = ratelimit::validate(&src, &raw.ratelimit, &mut errors);
 
         if errors.is_empty() {
             Ok(cfg)

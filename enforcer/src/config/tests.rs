@@ -111,3 +111,97 @@ fn syntax_errors_are_located() {
     let e = one_error("[agent]\ninterfaces = [\"eth0\"\n");
     assert!(e.starts_with("/etc/enforcer/enforcer.toml:"), "{e}");
 }
+
+#[test]
+fn rate_limits_with_tiers() {
+    let c = parse(
+        r#"
+[ratelimit]
+report_interval = "500ms"
+
+[[ratelimit.limits]]
+name = "packets"
+rate = 1000
+burst = 2000
+[[ratelimit.limits.tiers]]
+ipv4_prefix = 24
+ipv6_prefix = 48
+rate = 5000
+
+[[ratelimit.limits]]
+name = "new-connections"
+kind = "syn"
+rate = 20
+mode = "monitor"
+
+[ratelimit.ban]
+after = 3
+within = "30s"
+ban_time = "2m"
+factor = 3.0
+max_ban_time = "1h"
+"#,
+    )
+    .unwrap();
+    let r = &c.ratelimit;
+    assert_eq!(r.rules.len(), 3);
+    assert_eq!(
+        (
+            r.rules[0].ipv4_prefix,
+            r.rules[0].ipv6_prefix,
+            r.rules[0].burst
+        ),
+        (32, 64, 2000)
+    );
+    assert_eq!((r.rules[1].ipv4_prefix, r.rules[1].burst), (24, 5000));
+    assert!(r.rules[2].monitor && r.rules[2].kind == "syn");
+    assert_eq!(r.report_interval, std::time::Duration::from_millis(500));
+    assert_eq!(r.ban.ban_length(1).as_secs(), 120);
+    assert_eq!(r.ban.ban_length(2).as_secs(), 360);
+    assert_eq!(r.ban.ban_length(9).as_secs(), 3600);
+}
+
+#[test]
+fn bad_rate_limits_are_located() {
+    let cases = [
+        (
+            "rate = -5",
+            "found -5; expected a rate in events per second",
+        ),
+        ("rate = 0", "found 0; expected a rate in events per second"),
+        (
+            "rate = 10\nburst = 0",
+            "found 0; expected a burst of at least 1",
+        ),
+        (
+            "rate = 10\nipv4_prefix = 33",
+            "found 33; expected an IPv4 prefix length from 1 to 32",
+        ),
+        (
+            "rate = 10\nipv6_prefix = 0",
+            "found 0; expected an IPv6 prefix length from 1 to 128",
+        ),
+        (
+            "rate = 10\nkind = \"udp\"",
+            "found \"udp\"; expected \"packets\" or \"syn\"",
+        ),
+        (
+            "rate = 10\nmode = \"dry\"",
+            "found \"dry\"; expected \"enforce\" or \"monitor\"",
+        ),
+        ("rate = 10\nburts = 5", "unknown field `burts`"),
+    ];
+    for (body, want) in cases {
+        let text = format!("[[ratelimit.limits]]\nname = \"x\"\n{body}\n");
+        let e = one_error(&text);
+        assert!(e.contains(want), "{body}: {e}");
+        assert!(e.starts_with("/etc/enforcer/enforcer.toml:"), "{e}");
+        let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
+        assert!(line >= 3, "{body}: points at line {line}: {e}");
+    }
+    let e = one_error("[ratelimit.ban]\nwithin = \"soon\"\n");
+    assert!(
+        e.contains(":2:10: `ratelimit.ban.within`: found \"soon\"; expected a duration"),
+        "{e}"
+    );
+}

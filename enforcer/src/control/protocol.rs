@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    agent::detector::TopKey,
+    config::{BanPolicy, RuleSpec},
     kernel::{Attachment, counters::CounterTotal, prefix_maps::Occupancy},
     store::{ApplyReport, DecisionView, Kind, StoreStats},
 };
@@ -44,6 +46,8 @@ pub enum Request {
     List { kind: Option<Kind> },
     /// Agent, maps, attachments and counters.
     Status,
+    /// Configured rate limits and the keys with the most drops.
+    Limits { top: usize },
 }
 
 /// Why a request failed; decides the CLI's exit code.
@@ -67,6 +71,7 @@ pub enum Reply {
     Applied(ApplyReport),
     Decisions { decisions: Vec<DecisionView> },
     Status(Box<StatusView>),
+    Limits(Box<LimitsView>),
     Error { kind: ErrorKind, message: String },
 }
 
@@ -87,9 +92,22 @@ pub struct StatusView {
     pub decisions_block: usize,
     pub decisions_allow: usize,
     pub counters: Vec<CounterTotal>,
+    /// Housekeeping counters (events sent and lost, rate-limit keys created).
+    pub stats: Vec<(String, u64)>,
+    /// Rate-limit rules in force.
+    pub limits: usize,
     pub store: StoreStats,
     /// Any degraded mode (generic XDP fallback, unpinned link) is listed here.
     pub degraded: Vec<String>,
+}
+
+/// What `enforcer limits` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LimitsView {
+    pub rules: Vec<RuleSpec>,
+    pub ban: BanPolicy,
+    pub top: Vec<TopKey>,
+    pub stats: Vec<(String, u64)>,
 }
 
 /// Occupancy of one map, for status.

@@ -16,7 +16,9 @@ use aya::{
 use enforcer_common::maps as m;
 use tracing::{info, warn};
 
-use super::{KernelError, counters::Counters, object, prefix_maps::PrefixMaps};
+use super::{
+    KernelError, counters::Counters, object, prefix_maps::PrefixMaps, ratelimit::RateMaps,
+};
 
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "enforcer";
@@ -75,6 +77,8 @@ pub struct LoadOptions {
     pub block_v4_capacity: u32,
     pub block_v6_capacity: u32,
     pub allow_capacity: u32,
+    /// Rate-limit state keys (LRU).
+    pub rate_state_capacity: u32,
 }
 
 impl Default for LoadOptions {
@@ -84,6 +88,7 @@ impl Default for LoadOptions {
             block_v4_capacity: m::DEFAULT_BLOCK_V4_ENTRIES,
             block_v6_capacity: m::DEFAULT_BLOCK_V6_ENTRIES,
             allow_capacity: m::DEFAULT_ALLOW_ENTRIES,
+            rate_state_capacity: m::DEFAULT_RATE_STATE_ENTRIES,
         }
     }
 }
@@ -94,6 +99,9 @@ pub struct Datapath {
     pin_root: Option<PathBuf>,
     pub maps: PrefixMaps,
     pub counters: Counters,
+    pub rate: RateMaps,
+    /// The ring buffer of events, for the agent to take.
+    pub events: Option<aya::maps::RingBuf<aya::maps::MapData>>,
     /// True when maps were reused from pins (their contents were adopted).
     pub reused_pins: bool,
     pub attachments: Vec<Attachment>,
@@ -110,7 +118,8 @@ impl Datapath {
             .map_max_entries(m::BLOCK_V4, opts.block_v4_capacity)
             .map_max_entries(m::BLOCK_V6, opts.block_v6_capacity)
             .map_max_entries(m::ALLOW_V4, opts.allow_capacity)
-            .map_max_entries(m::ALLOW_V6, opts.allow_capacity);
+            .map_max_entries(m::ALLOW_V6, opts.allow_capacity)
+            .map_max_entries(m::RATE_STATE, opts.rate_state_capacity);
         let mut reused = false;
         let mut pin_paths = Vec::new();
         if let Some(root) = &opts.pin_root {
@@ -165,11 +174,21 @@ impl Datapath {
         }
         let maps = PrefixMaps::new(&mut ebpf, cap_v4, cap_v6, cap_allow)?;
         let counters = Counters::new(&mut ebpf)?;
+        let rate = RateMaps::new(&mut ebpf)?;
+        let events = ebpf
+            .take_map(m::EVENTS)
+            .ok_or(KernelError::MissingMap(m::EVENTS))?;
+        let events = aya::maps::RingBuf::try_from(events).map_err(|source| KernelError::Map {
+            name: m::EVENTS,
+            source,
+        })?;
         Ok(Self {
             ebpf,
             pin_root: opts.pin_root.clone(),
             maps,
             counters,
+            rate,
+            events: Some(events),
             reused_pins: reused,
             attachments: Vec::new(),
             unpinned_links: Vec::new(),
@@ -379,6 +398,15 @@ impl Datapath {
     }
 }
 
+/// A loaded datapath taken apart for the agent's tasks.
+pub struct Parts {
+    pub programs: Programs,
+    pub maps: PrefixMaps,
+    pub counters: Counters,
+    pub rate: RateMaps,
+    pub events: Option<aya::maps::RingBuf<aya::maps::MapData>>,
+}
+
 /// The loaded programs and their links: dropping this detaches unpinned links.
 pub struct Programs {
     _ebpf: aya::Ebpf,
@@ -388,15 +416,17 @@ pub struct Programs {
 impl Datapath {
     /// Separates the program (to keep alive), the prefix maps (for the decision
     /// store, their single writer) and the counters (read at scrape time).
-    pub fn split(self) -> (Programs, PrefixMaps, Counters) {
-        (
-            Programs {
+    pub fn split(self) -> Parts {
+        Parts {
+            programs: Programs {
                 _ebpf: self.ebpf,
                 attachments: self.attachments,
             },
-            self.maps,
-            self.counters,
-        )
+            maps: self.maps,
+            counters: self.counters,
+            rate: self.rate,
+            events: self.events,
+        }
     }
 }
 
@@ -410,6 +440,9 @@ fn check_layouts(ebpf: &aya::Ebpf, pins: &[(&'static str, PathBuf)]) -> Result<(
             continue;
         };
         let (k, v) = expected_sizes(name);
+        if (k, v) == (0, 0) {
+            continue;
+        }
         if info.key_size() != k || info.value_size() != v {
             return Err(KernelError::PinnedLayout {
                 name,
@@ -425,7 +458,11 @@ fn check_layouts(ebpf: &aya::Ebpf, pins: &[(&'static str, PathBuf)]) -> Result<(
 fn map_data(map: &aya::maps::Map) -> Option<&aya::maps::MapData> {
     use aya::maps::Map;
     match map {
-        Map::Array(d) | Map::HashMap(d) | Map::LpmTrie(d) | Map::PerCpuArray(d) => Some(d),
+        Map::Array(d)
+        | Map::HashMap(d)
+        | Map::LruHashMap(d)
+        | Map::LpmTrie(d)
+        | Map::PerCpuArray(d) => Some(d),
         _ => None,
     }
 }
@@ -443,6 +480,14 @@ fn expected_sizes(name: &str) -> (u32, u32) {
         m::BLOCK_V4_SUMMARY => (4, 8),
         m::BLOCK_V6_SUMMARY => (4, s(size_of::<V6LengthMask>())),
         m::BLOCK_V4_FILTER | m::BLOCK_V6_FILTER => (4, 8),
+        m::RATE_RULES => (4, s(size_of::<enforcer_common::ratelimit::RateRule>())),
+        m::RATE_CONFIG => (4, s(size_of::<enforcer_common::ratelimit::RateConfig>())),
+        m::RATE_STATE => (
+            s(size_of::<enforcer_common::ratelimit::RateKey>()),
+            s(size_of::<enforcer_common::ratelimit::RateState>()),
+        ),
+        m::STATS => (4, 8),
+        m::EVENTS => (0, 0),
         _ => (0, 0),
     }
 }

@@ -12,10 +12,11 @@ pub mod counters;
 mod datapath;
 pub mod object;
 pub mod prefix_maps;
+pub mod ratelimit;
 pub mod sys;
 
 pub use datapath::{
-    AttachedMode, Attachment, Datapath, LoadOptions, Programs, XDP_PROGRAM, XdpModeChoice,
+    AttachedMode, Attachment, Datapath, LoadOptions, Parts, Programs, XDP_PROGRAM, XdpModeChoice,
     remove_pins,
 };
 

@@ -89,7 +89,7 @@ fn nft_set_file(d: &Dataset, rx_if: &str) -> String {
         }
     }
     s.push_str(&format!(
-        "\n    }}\n  }}\n  chain ingress {{\n    type filter hook ingress device \"{rx_if}\" priority -500; policy accept;\n    ip saddr @blk counter drop\n  }}\n}}\n"
+        "\n    }}\n  }}\n  counter dropped {{ }}\n  chain ingress {{\n    type filter hook ingress device \"{rx_if}\" priority -500; policy accept;\n    ip saddr @blk counter name dropped drop\n  }}\n}}\n"
     ));
     s
 }

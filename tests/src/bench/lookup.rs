@@ -190,6 +190,7 @@ pub fn load_enforcer(d: &Dataset) -> (Datapath, Duration) {
         block_v4_capacity: 1 << 21,
         block_v6_capacity: 1 << 18,
         allow_capacity: 1024,
+        ..LoadOptions::default()
     })
     .unwrap();
     let entry = BlockEntry {
