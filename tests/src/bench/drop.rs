@@ -47,6 +47,11 @@ fn ifindex(name: &str) -> u32 {
 }
 
 /// Sends `count` packets from the generator side; returns ns per packet.
+/// Sends `count` packets from the generator side; returns ns per packet.
+pub fn send_live(b: &BenchObject, gen_ns: &Netns, gen_if: &str, frame: &[u8], count: u32) -> f64 {
+    generate(b, gen_ns, gen_if, frame, count)
+}
+
 fn generate(b: &BenchObject, gen_ns: &Netns, gen_if: &str, frame: &[u8], count: u32) -> f64 {
     let home = netns_fd("/proc/self/ns/net");
     enter(&gen_ns.path());

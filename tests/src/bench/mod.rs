@@ -5,4 +5,5 @@ pub mod dataset;
 pub mod drop;
 pub mod load;
 pub mod lookup;
+pub mod ratelimit;
 pub mod report;

@@ -48,6 +48,22 @@ fn main() {
             true,
         );
     }
+    if want("ratelimit") {
+        r.line("## Rate limits: cost per packet (BPF_PROG_TEST_RUN)\n");
+        enforcer_tests::bench::ratelimit::cost(
+            &mut r,
+            rounds,
+            if quick { 50_000 } else { 200_000 },
+        );
+        r.line("## Rate limits: accuracy, one source flooding a veth\n");
+        enforcer_tests::bench::ratelimit::accuracy(
+            &mut r,
+            &[1_000, 50_000],
+            if quick { 3_000_000 } else { 10_000_000 },
+        );
+        r.line("## Rate limits: from over the limit to banned\n");
+        enforcer_tests::bench::ratelimit::ban_latency(&mut r, if quick { 20 } else { 60 });
+    }
     if want("load") {
         r.line("## Loading the blocklist\n");
         load::run(&mut r, &d, if quick { 1 } else { 3 });
