@@ -78,6 +78,7 @@ pub fn start(ns_path: Option<&str>, listen: SocketAddr) -> Httpd {
 
 fn serve_conn(conn: TcpStream, served: &Served) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    conn.set_nodelay(true)?;
     let mut w = conn.try_clone()?;
     let mut r = BufReader::new(conn);
     loop {
@@ -121,13 +122,14 @@ fn serve_conn(conn: TcpStream, served: &Served) -> std::io::Result<()> {
             404 => "Not Found",
             _ => "Other",
         };
-        write!(
-            w,
+        // One write per response: written piecemeal, Nagle and delayed ACKs
+        // would hold each keep-alive response back by tens of milliseconds.
+        let resp = format!(
             "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{}\r\n{text}",
             text.len(),
             if close { "Connection: close\r\n" } else { "" }
-        )?;
-        w.flush()?;
+        );
+        w.write_all(resp.as_bytes())?;
         if close {
             return Ok(());
         }

@@ -3,6 +3,8 @@
 //! the agent and CLI, and the benchmarks.
 pub mod agent;
 pub mod bench;
+pub mod demo;
+pub mod httpc;
 pub mod httpd;
 pub mod netns;
 pub mod packet;

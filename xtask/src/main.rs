@@ -83,6 +83,14 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Demo { duration } => {
             setup::run()?;
+            // The demo drives the real agent binary: build every binary first.
+            util::cargo(&[
+                "build",
+                "--release",
+                "--package",
+                "enforcer-tests",
+                "--bins",
+            ])?;
             util::cargo(&[
                 "run",
                 "--release",
