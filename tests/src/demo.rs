@@ -175,6 +175,7 @@ pub fn run(opts: &Options) -> Summary {
     let started = Instant::now();
     let mut last: Vec<(u64, u64)> = vec![(0, 0); clients.len()];
     let mut banned_seen: Vec<String> = Vec::new();
+    let mut last_counters: BTreeMap<String, u64> = BTreeMap::new();
     while Instant::now() < deadline && !opts.stop.load(Ordering::Relaxed) {
         thread::sleep(Duration::from_secs(1));
         let mut line = format!("t={:>3}s ", started.elapsed().as_secs());
@@ -196,6 +197,26 @@ pub fn run(opts: &Options) -> Summary {
             last[i] = (ok, failed);
         }
         say(opts, &line);
+        // Packets per verdict and reason in the last second, from the agent.
+        if let Ok(status) =
+            serde_json::from_str::<serde_json::Value>(&agent.ok(&["status", "-o", "json"]))
+        {
+            let mut parts = Vec::new();
+            for c in status["counters"].as_array().into_iter().flatten() {
+                let k = format!(
+                    "{} {}",
+                    c["verdict"].as_str().unwrap_or(""),
+                    c["reason"].as_str().unwrap_or("")
+                );
+                let v = c["packets"].as_u64().unwrap_or(0);
+                let d = v - last_counters.get(&k).copied().unwrap_or(0);
+                if d > 0 {
+                    parts.push(format!("{k} +{d}"));
+                }
+                last_counters.insert(k, v);
+            }
+            say(opts, &format!("        packets: {}", parts.join(", ")));
+        }
         if let Ok(list) =
             serde_json::from_str::<serde_json::Value>(&agent.ok(&["list", "-o", "json"]))
         {
