@@ -110,6 +110,7 @@ fn the_socket_refuses_non_root_peers() {
         enforcer::control::server::Access { admin_gid: None },
         handler,
         sock.clone(),
+        None,
     ));
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])

@@ -17,9 +17,10 @@ pub const RATE_CONFIG: &str = "RATE_CONFIG";
 pub const RATE_STATE: &str = "RATE_STATE";
 pub const EVENTS: &str = "EVENTS";
 pub const STATS: &str = "STATS";
+pub const RATE_HITS: &str = "RATE_HITS";
 
 /// Every map the agent pins, in a stable order.
-pub const PINNED: [&str; 14] = [
+pub const PINNED: [&str; 15] = [
     COUNTERS,
     ALLOW_V4,
     ALLOW_V6,
@@ -34,6 +35,7 @@ pub const PINNED: [&str; 14] = [
     RATE_STATE,
     EVENTS,
     STATS,
+    RATE_HITS,
 ];
 
 /// Default capacity of the rate-limit state (keys across all rules).

@@ -91,6 +91,10 @@ static RATE_STATE: LruHashMap<RateKey, RateState> =
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
 
+/// Packets over each rule's limit (per slot of `RATE_RULES`), per CPU.
+#[map]
+static RATE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2 * MAX_RATE_RULES, 0);
+
 /// Per-CPU housekeeping counters (events lost, state keys created, ...).
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
@@ -375,6 +379,10 @@ extern "C" fn limit_step(index: u64, ctx: *mut c_void) -> i64 {
     } else {
         Reason::RateLimitPackets as u32
     };
+    if let Some(h) = RATE_HITS.get_ptr_mut(w.base + i) {
+        // SAFETY: a per-CPU slot, this CPU only.
+        unsafe { *h += 1 };
+    }
     report(&key, len, w.now, w.event_interval);
     if rule.flags & FLAG_MONITOR != 0 {
         if w.reason == 0 {

@@ -194,6 +194,8 @@ pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
         },
         Request::Status => status(agent),
         Request::Limits { top } => limits(agent, top),
+        // Served by the control server itself (it owns the stream).
+        Request::Log { .. } => internal("the decision log is not available".into()),
     }
 }
 
@@ -297,6 +299,8 @@ fn status(agent: &Agent) -> Reply {
         limits: cfg.ratelimit.rules.len(),
         store: store.stats.clone(),
         degraded,
+        reloads: agent.reloads(),
+        last_reload_error: agent.last_reload_error.lock().ok().and_then(|l| l.clone()),
     }))
 }
 
@@ -307,10 +311,19 @@ pub(super) fn reload(agent: &Agent) {
         info!("SIGHUP: no config file to reload");
         return;
     };
+    let fail = |msg: String| {
+        agent
+            .reloads_failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut l) = agent.last_reload_error.lock() {
+            *l = Some(msg);
+        }
+    };
     let new = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
             warn!(errors = %e, "SIGHUP: the config file is invalid; keeping the running policy");
+            fail(e.to_string());
             return;
         }
     };

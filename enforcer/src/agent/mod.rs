@@ -9,6 +9,7 @@ mod bpffs;
 pub mod detector;
 mod events;
 mod handlers;
+mod metrics;
 
 use std::{
     collections::HashMap,
@@ -57,6 +58,21 @@ pub struct Agent {
     pub(crate) reused_pins: bool,
     pub(crate) rate: Mutex<RateMaps>,
     pub(crate) detector: Mutex<detector::Detector>,
+    pub(crate) reloads_ok: std::sync::atomic::AtomicU64,
+    pub(crate) reloads_failed: std::sync::atomic::AtomicU64,
+    /// The last reload's error, shown by `status` until a reload succeeds.
+    pub(crate) last_reload_error: Mutex<Option<String>>,
+}
+
+impl Agent {
+    /// Policy reloads so far: (succeeded, failed).
+    pub fn reloads(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.reloads_ok.load(Relaxed),
+            self.reloads_failed.load(Relaxed),
+        )
+    }
 }
 
 fn resolve_config(opts: &RunOptions) -> anyhow::Result<(Config, Option<PathBuf>)> {
@@ -145,7 +161,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         (parts.programs, parts.maps, parts.counters, parts.rate);
     install_limits(&mut rate, &cfg)?;
 
+    let hub = Arc::new(crate::store::log::LogHub::default());
     let mut store = Store::open(maps, &cfg.state_dir)?;
+    store.set_log_hub(Arc::clone(&hub));
     apply_static_lists(&mut store, &cfg)?;
     info!(
         blocks = store.len(Kind::Block),
@@ -167,7 +185,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             cfg.ratelimit.ban.clone(),
             cfg.ratelimit.rules.clone(),
         )),
+        reloads_ok: 0.into(),
+        reloads_failed: 0.into(),
+        last_reload_error: Mutex::new(None),
     });
+    let metrics = match cfg.metrics {
+        Some(addr) => Some(metrics::serve(addr, &agent).await?),
+        None => None,
+    };
     let events = parts
         .events
         .map(|ring| tokio::spawn(events::run(ring, Arc::clone(&agent))));
@@ -181,6 +206,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Access { admin_gid },
         handler,
         cfg.socket.clone(),
+        Some(hub),
     ));
     let sweeper = {
         let agent = Arc::clone(&agent);
@@ -206,6 +232,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     wait_for_shutdown(&agent).await;
     server.abort();
     sweeper.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     if let Some(e) = events {
         e.abort();
     }

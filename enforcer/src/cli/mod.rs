@@ -7,9 +7,12 @@
 
 mod decisions;
 mod limits;
+mod log;
 mod output;
 mod run;
+mod stats;
 mod status;
+mod top;
 mod uninstall;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -25,6 +28,7 @@ use crate::{
 };
 
 pub use output::OutputFormat;
+pub use stats::StatRow;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -65,6 +69,12 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Show the rate limits in force and the keys with the most drops.
     Limits(limits::LimitsArgs),
+    /// Packet and byte totals by verdict and reason, with current rates.
+    Stats(stats::StatsArgs),
+    /// A live view: top dropped clients, recent bans, verdict rates (q quits).
+    Top(top::TopArgs),
+    /// The decision log (bans, unbans, expiries); --follow streams it.
+    Log(log::LogArgs),
     /// Remove every pin (stops enforcement once no agent holds the links).
     Uninstall(uninstall::UninstallArgs),
 }
@@ -86,6 +96,9 @@ pub fn main() -> ExitCode {
         Command::List(a) => decisions::list(&socket, a),
         Command::Status(a) => status::status(&socket, &a),
         Command::Limits(a) => limits::limits(&socket, &a),
+        Command::Stats(a) => stats::stats(&socket, &a),
+        Command::Top(a) => top::top(&socket, &a),
+        Command::Log(a) => log::log(&socket, &a),
         Command::Uninstall(a) => uninstall::uninstall(&socket, &a),
     };
     ExitCode::from(code)

@@ -36,16 +36,34 @@ enum LogFormat {
     Json,
 }
 
-pub fn run(a: RunArgs, socket: Option<PathBuf>) -> u8 {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ENFORCER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// journald when systemd connected our output to the journal
+/// (`JOURNAL_STREAM`), else JSON or human text on stderr.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("ENFORCER_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        tracing_subscriber::registry()
+            .with(filter())
+            .with(journald.with_syslog_identifier("enforcer".into()))
+            .init();
+        return;
+    }
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(std::io::stderr);
-    match a.log_format {
+    match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+pub fn run(a: RunArgs, socket: Option<PathBuf>) -> u8 {
+    init_logging(a.log_format);
     let opts = RunOptions {
         config: a.config,
         interfaces: a.interfaces,

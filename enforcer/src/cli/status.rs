@@ -44,6 +44,9 @@ pub fn status(socket: &Path, a: &StatusArgs) -> u8 {
     for d in &s.degraded {
         println!("DEGRADED: {d}");
     }
+    if let Some(e) = &s.last_reload_error {
+        println!("RELOAD FAILED (the previous policy stays in force):\n{e}");
+    }
     println!();
     let mut t = output::table(&["INTERFACE", "XDP MODE", "PINNED"]);
     for i in &s.interfaces {

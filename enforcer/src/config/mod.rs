@@ -46,7 +46,12 @@ pub struct Config {
     /// Static blocklist: prefix and reason.
     pub block: Vec<(IpNet, String)>,
     pub ratelimit: RateLimitConfig,
+    /// Prometheus endpoint address; `None` when disabled.
+    pub metrics: Option<std::net::SocketAddr>,
 }
+
+/// Default address of the metrics endpoint.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9910";
 
 impl Default for Config {
     fn default() -> Self {
@@ -63,6 +68,7 @@ impl Default for Config {
             allow: Vec::new(),
             block: Vec::new(),
             ratelimit: RateLimitConfig::default(),
+            metrics: DEFAULT_METRICS.parse().ok(),
         }
     }
 }
@@ -80,6 +86,15 @@ struct RawConfig {
     blocklist: RawList,
     #[serde(default)]
     ratelimit: ratelimit::RawRateLimit,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    enabled: Option<bool>,
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -245,6 +260,20 @@ impl Config {
             &mut errors,
         );
         cfg.ratelimit = ratelimit::validate(&src, &raw.ratelimit, &mut errors);
+        if let Some(l) = &raw.metrics.listen {
+            match l.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(a) => cfg.metrics = Some(a),
+                Err(_) => errors.push(src.error(
+                    l.span(),
+                    "metrics.listen",
+                    format!("found {:?}", l.get_ref()),
+                    "an address and port such as \"127.0.0.1:9910\" or \"[::1]:9910\"",
+                )),
+            }
+        }
+        if raw.metrics.enabled == Some(false) {
+            cfg.metrics = None;
+        }
 
         if errors.is_empty() {
             Ok(cfg)

@@ -48,6 +48,9 @@ pub enum Request {
     Status,
     /// Configured rate limits and the keys with the most drops.
     Limits { top: usize },
+    /// The decision log: the last `lines`, then (with `follow`) every new
+    /// line as it happens, one reply per line, until the client disconnects.
+    Log { lines: usize, follow: bool },
 }
 
 /// Why a request failed; decides the CLI's exit code.
@@ -69,10 +72,19 @@ pub enum ErrorKind {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply {
     Applied(ApplyReport),
-    Decisions { decisions: Vec<DecisionView> },
+    Decisions {
+        decisions: Vec<DecisionView>,
+    },
     Status(Box<StatusView>),
     Limits(Box<LimitsView>),
-    Error { kind: ErrorKind, message: String },
+    /// Decision-log lines, each one JSON object.
+    LogLines {
+        lines: Vec<String>,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 /// What `enforcer status` shows.
@@ -99,6 +111,10 @@ pub struct StatusView {
     pub store: StoreStats,
     /// Any degraded mode (generic XDP fallback, unpinned link) is listed here.
     pub degraded: Vec<String>,
+    /// Policy reloads: (succeeded, failed), and the last failure if the
+    /// policy in force is older than the file.
+    pub reloads: (u64, u64),
+    pub last_reload_error: Option<String>,
 }
 
 /// What `enforcer limits` shows.

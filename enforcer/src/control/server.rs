@@ -117,8 +117,13 @@ fn admitted(stream: &UnixStream, access: Access) -> bool {
 
 /// Serves connections until the task is dropped. `handle` runs on the blocking
 /// pool (it may hold the store lock for a large batch).
-pub async fn serve<H>(listener: UnixListener, access: Access, handle: Arc<H>, socket: PathBuf)
-where
+pub async fn serve<H>(
+    listener: UnixListener,
+    access: Access,
+    handle: Arc<H>,
+    socket: PathBuf,
+    hub: Option<Arc<crate::store::log::LogHub>>,
+) where
     H: Fn(Request) -> Reply + Send + Sync + 'static,
 {
     loop {
@@ -131,15 +136,55 @@ where
             }
         };
         let handle = Arc::clone(&handle);
+        let hub = hub.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, access, handle).await {
+            if let Err(e) = connection(stream, access, handle, hub).await {
                 debug!(error = %e, "control connection ended with an error");
             }
         });
     }
 }
 
-async fn connection<H>(stream: UnixStream, access: Access, handle: Arc<H>) -> std::io::Result<()>
+async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(reply).unwrap_or_else(|e| {
+        format!("{{\"type\":\"error\",\"kind\":\"internal\",\"message\":\"{e}\"}}").into_bytes()
+    });
+    out.push(b'\n');
+    write.write_all(&out).await
+}
+
+/// Streams the decision log to one client until it goes away.
+async fn follow_log(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    hub: &crate::store::log::LogHub,
+    lines: usize,
+) -> std::io::Result<()> {
+    let mut rx = hub.subscribe();
+    send(
+        write,
+        &Reply::LogLines {
+            lines: hub.recent(lines),
+        },
+    )
+    .await?;
+    loop {
+        match rx.recv().await {
+            Ok(line) => send(write, &Reply::LogLines { lines: vec![line] }).await?,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                let note = serde_json::json!({ "action": "lagged", "missed": n }).to_string();
+                send(write, &Reply::LogLines { lines: vec![note] }).await?;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+        }
+    }
+}
+
+async fn connection<H>(
+    stream: UnixStream,
+    access: Access,
+    handle: Arc<H>,
+    hub: Option<Arc<crate::store::log::LogHub>>,
+) -> std::io::Result<()>
 where
     H: Fn(Request) -> Reply + Send + Sync + 'static,
 {
@@ -173,6 +218,15 @@ where
             }
         } else {
             match serde_json::from_slice::<Request>(&line) {
+                Ok(Request::Log { lines, follow }) if hub.is_some() => {
+                    let hub = hub.as_ref().map(Arc::clone).unwrap_or_default();
+                    if follow {
+                        return follow_log(&mut write, &hub, lines).await;
+                    }
+                    Reply::LogLines {
+                        lines: hub.recent(lines),
+                    }
+                }
                 Ok(req) => {
                     let h = Arc::clone(&handle);
                     tokio::task::spawn_blocking(move || h(req))
@@ -188,11 +242,7 @@ where
                 },
             }
         };
-        let mut out = serde_json::to_vec(&reply).unwrap_or_else(|e| {
-            format!("{{\"type\":\"error\",\"kind\":\"internal\",\"message\":\"{e}\"}}").into_bytes()
-        });
-        out.push(b'\n');
-        write.write_all(&out).await?;
+        send(&mut write, &reply).await?;
         if !ok {
             return Ok(());
         }

@@ -486,7 +486,7 @@ fn expected_sizes(name: &str) -> (u32, u32) {
             s(size_of::<enforcer_common::ratelimit::RateKey>()),
             s(size_of::<enforcer_common::ratelimit::RateState>()),
         ),
-        m::STATS => (4, 8),
+        m::STATS | m::RATE_HITS => (4, 8),
         m::EVENTS => (0, 0),
         _ => (0, 0),
     }

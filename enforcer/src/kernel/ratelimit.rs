@@ -14,6 +14,7 @@ pub struct RateMaps {
     rules: Array<MapData, RateRule>,
     config: Array<MapData, RateConfig>,
     stats: PerCpuArray<MapData, u64>,
+    hits: PerCpuArray<MapData, u64>,
 }
 
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
@@ -30,6 +31,8 @@ impl RateMaps {
             config: Array::try_from(take(ebpf, m::RATE_CONFIG)?)
                 .map_err(map_err(m::RATE_CONFIG))?,
             stats: PerCpuArray::try_from(take(ebpf, m::STATS)?).map_err(map_err(m::STATS))?,
+            hits: PerCpuArray::try_from(take(ebpf, m::RATE_HITS)?)
+                .map_err(map_err(m::RATE_HITS))?,
         })
     }
 
@@ -46,6 +49,19 @@ impl RateMaps {
         );
         let current = self.config.get(&0, 0).map_err(map_err(m::RATE_CONFIG))?;
         let half = if current.active >> 16 == 0 { 1 } else { 0 };
+        // The half being written starts its hit counters from zero (a new
+        // rule set is a counter reset for the metrics).
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Write(m::RATE_HITS, e))?;
+        for i in 0..MAX_RATE_RULES {
+            self.hits
+                .set(
+                    half * MAX_RATE_RULES + i,
+                    aya::maps::PerCpuValues::try_from(vec![0u64; cpus])
+                        .map_err(|e| KernelError::Write(m::RATE_HITS, e))?,
+                    0,
+                )
+                .map_err(map_err(m::RATE_HITS))?;
+        }
         for (i, r) in rules.iter().enumerate() {
             self.rules
                 .set(half * MAX_RATE_RULES + i as u32, r, 0)
@@ -62,6 +78,21 @@ impl RateMaps {
                 0,
             )
             .map_err(map_err(m::RATE_CONFIG))
+    }
+
+    /// Packets over each live rule's limit, in rule order, summed over CPUs.
+    pub fn rule_hits(&self) -> Result<Vec<u64>, KernelError> {
+        let cfg = self.config.get(&0, 0).map_err(map_err(m::RATE_CONFIG))?;
+        let half = cfg.active >> 16 & 1;
+        let count = cfg.active & 0xFFFF;
+        (0..count.min(MAX_RATE_RULES))
+            .map(|i| {
+                self.hits
+                    .get(&(half * MAX_RATE_RULES + i), 0)
+                    .map(|v| v.iter().sum())
+                    .map_err(map_err(m::RATE_HITS))
+            })
+            .collect()
     }
 
     /// The housekeeping counters, summed over CPUs: (name, value).

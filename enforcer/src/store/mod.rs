@@ -10,6 +10,7 @@
 
 pub mod decision;
 pub mod journal;
+pub mod log;
 
 use std::{collections::HashMap as StdHashMap, path::Path, time::Duration};
 
@@ -163,6 +164,8 @@ pub struct Store<S: Sink> {
     /// Earliest expiry among held entries (0 = none pending).
     next_expiry_ms: u64,
     pub stats: StoreStats,
+    /// Where decision-log lines are also published (for `enforcer log`).
+    hub: Option<std::sync::Arc<log::LogHub>>,
 }
 
 impl<S: Sink> Store<S> {
@@ -176,6 +179,18 @@ impl<S: Sink> Store<S> {
             journal: None,
             next_expiry_ms: 0,
             stats: StoreStats::default(),
+            hub: None,
+        }
+    }
+
+    /// Publishes decision-log lines to `hub` from now on.
+    pub fn set_log_hub(&mut self, hub: std::sync::Arc<log::LogHub>) {
+        self.hub = Some(hub);
+    }
+
+    fn publish(&self, v: &serde_json::Value) {
+        if let Some(h) = &self.hub {
+            h.publish(v.to_string());
         }
     }
 
@@ -312,15 +327,7 @@ impl<S: Sink> Store<S> {
             self.log_decision(action, *kind, *prefix, e);
         }
         if n > log.len() {
-            info!(
-                target: "enforcer::decision",
-                action = "add",
-                kind = kind.name(),
-                count = n - log.len(),
-                origin = origin.name(),
-                reason,
-                "decisions (bulk, not listed one by one)"
-            );
+            self.log_bulk("add", kind, (n - log.len()) as u64, origin, reason);
         }
         *self
             .stats
@@ -512,15 +519,7 @@ impl<S: Sink> Store<S> {
             }
         }
         for ((action, kind, origin, reason), n) in rest {
-            info!(
-                target: "enforcer::decision",
-                action,
-                kind = kind.name(),
-                count = n,
-                origin = origin.name(),
-                reason = self.reasons.text(reason),
-                "decisions (bulk, not listed one by one)"
-            );
+            self.log_bulk(action, kind, n, origin, self.reasons.text(reason));
         }
     }
 
@@ -572,6 +571,36 @@ impl<S: Sink> Store<S> {
             expires = %expires,
             "decision"
         );
+        self.publish(&serde_json::json!({
+            "ts": rfc3339(now_ms()),
+            "action": action,
+            "kind": kind.name(),
+            "prefix": prefix.to_string(),
+            "origin": e.origin.name(),
+            "source": e.source,
+            "reason": self.reasons.text(e.reason),
+            "expires": expires,
+        }));
+    }
+
+    fn log_bulk(&self, action: &str, kind: Kind, count: u64, origin: Origin, reason: &str) {
+        info!(
+            target: "enforcer::decision",
+            action,
+            kind = kind.name(),
+            count,
+            origin = origin.name(),
+            reason,
+            "decisions (bulk, not listed one by one)"
+        );
+        self.publish(&serde_json::json!({
+            "ts": rfc3339(now_ms()),
+            "action": action,
+            "kind": kind.name(),
+            "count": count,
+            "origin": origin.name(),
+            "reason": reason,
+        }));
     }
 
     /// Removes expired entries (the kernel already ignores them) and rewrites
