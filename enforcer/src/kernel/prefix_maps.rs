@@ -64,6 +64,10 @@ pub struct PrefixMaps {
     fmirror_v6: Vec<u64>,
     /// Filter bits set by more than one prefix: (family, bit) → extra references.
     fshared: HashMap<(Family, u32), u32>,
+    /// IPv4 members of `blocks` and `allows` (so occupancy is O(1): a
+    /// metrics scrape must not walk a million-entry set).
+    blocks_v4: usize,
+    allows_v4: usize,
     /// Block prefixes present in the hashes.
     blocks: HashSet<IpNet>,
     /// Allow prefixes present in the tries.
@@ -121,6 +125,8 @@ impl PrefixMaps {
             fmirror_v4: vec![0; V4_FILTER_WORDS as usize],
             fmirror_v6: vec![0; V6_FILTER_WORDS as usize],
             fshared: HashMap::default(),
+            blocks_v4: 0,
+            allows_v4: 0,
             blocks: HashSet::default(),
             allows: HashSet::default(),
             counts_v4: vec![0; enforcer_common::prefix::SUMMARY_BUCKETS as usize * 33],
@@ -181,6 +187,7 @@ impl PrefixMaps {
             }
         }
         self.blocks.clear();
+        self.blocks_v4 = 0;
         self.counts_v4.iter_mut().for_each(|c| *c = 0);
         self.counts_v6.clear();
         self.fshared.clear();
@@ -192,10 +199,15 @@ impl PrefixMaps {
             .for_each(|m| *m = V6LengthMask::default());
         let mut dirty = Dirty::default();
         for (p, _) in &blocks {
-            self.blocks.insert(*p);
+            self.block_insert(p);
             self.count_up(p, &mut dirty);
         }
         self.allows = allows.iter().map(|(p, _)| *p).collect();
+        self.allows_v4 = self
+            .allows
+            .iter()
+            .filter(|p| matches!(p, IpNet::V4(_)))
+            .count();
         // Rewrite every summary bucket: stale bits from an earlier run are
         // harmless (a wasted probe) but would never be cleared otherwise.
         let all_v4: Vec<u32> = (0..enforcer_common::prefix::SUMMARY_BUCKETS).collect();
@@ -209,11 +221,7 @@ impl PrefixMaps {
     }
 
     pub fn block_occupancy(&self) -> (Occupancy, Occupancy) {
-        let v4 = self
-            .blocks
-            .iter()
-            .filter(|p| matches!(p, IpNet::V4(_)))
-            .count();
+        let v4 = self.blocks_v4;
         (
             Occupancy {
                 entries: v4,
@@ -227,11 +235,7 @@ impl PrefixMaps {
     }
 
     pub fn allow_occupancy(&self) -> (Occupancy, Occupancy) {
-        let v4 = self
-            .allows
-            .iter()
-            .filter(|p| matches!(p, IpNet::V4(_)))
-            .count();
+        let v4 = self.allows_v4;
         (
             Occupancy {
                 entries: v4,
@@ -242,6 +246,22 @@ impl PrefixMaps {
                 capacity: self.capacity_allow,
             },
         )
+    }
+
+    fn block_insert(&mut self, p: &IpNet) -> bool {
+        let new = self.blocks.insert(*p);
+        if new && matches!(p, IpNet::V4(_)) {
+            self.blocks_v4 += 1;
+        }
+        new
+    }
+
+    fn block_remove(&mut self, p: &IpNet) -> bool {
+        let was = self.blocks.remove(p);
+        if was && matches!(p, IpNet::V4(_)) {
+            self.blocks_v4 -= 1;
+        }
+        was
     }
 
     pub fn has_block(&self, p: &IpNet) -> bool {
@@ -331,7 +351,7 @@ impl PrefixMaps {
             // Meanwhile, the bookkeeping; nothing of it reaches the kernel
             // before both writes are done (see `flush` below).
             for (p, _) in items {
-                if self.blocks.insert(*p) {
+                if self.block_insert(p) {
                     self.count_up(p, &mut dirty);
                     fresh.push(*p);
                 }
@@ -357,7 +377,7 @@ impl PrefixMaps {
             // the next write of the same prefixes replaces them).
             let mut undo = Dirty::default();
             for p in &fresh {
-                self.blocks.remove(p);
+                self.block_remove(p);
                 self.count_down(p, &mut undo);
             }
             return Err(e);
@@ -380,7 +400,7 @@ impl PrefixMaps {
         let mut k4 = Vec::new();
         let mut k6 = Vec::new();
         for p in prefixes {
-            if !self.blocks.remove(p) {
+            if !self.block_remove(p) {
                 continue;
             }
             self.count_down(p, &mut dirty);
@@ -445,7 +465,9 @@ impl PrefixMaps {
                 name: "ALLOW",
                 source: e,
             })?;
-            self.allows.insert(*p);
+            if self.allows.insert(*p) && matches!(p, IpNet::V4(_)) {
+                self.allows_v4 += 1;
+            }
         }
         Ok(())
     }
@@ -455,6 +477,9 @@ impl PrefixMaps {
         for p in prefixes {
             if !self.allows.remove(p) {
                 continue;
+            }
+            if matches!(p, IpNet::V4(_)) {
+                self.allows_v4 -= 1;
             }
             let r = match p {
                 IpNet::V4(n) => self

@@ -355,6 +355,7 @@ impl<S: Sink> Store<S> {
             journal_ms = t_journal.elapsed().as_millis() as u64,
             "store: applied (bulk)"
         );
+        release_free_memory();
         Ok(report)
     }
 
@@ -770,6 +771,17 @@ impl<S: Sink> Store<S> {
             self.stats.journal_errors += 1;
             warn!(error = %e, "compacting the decision journal failed; will retry later");
         }
+    }
+}
+
+/// A bulk batch allocates large temporary buffers (the request text, key
+/// arrays, the encoded journal); hand the freed pages back to the system
+/// instead of keeping them in the allocator's free lists.
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -5,5 +5,6 @@ pub mod dataset;
 pub mod drop;
 pub mod load;
 pub mod lookup;
+pub mod observe;
 pub mod ratelimit;
 pub mod report;

@@ -64,6 +64,10 @@ fn main() {
         r.line("## Rate limits: from over the limit to banned\n");
         enforcer_tests::bench::ratelimit::ban_latency(&mut r, if quick { 20 } else { 60 });
     }
+    if want("agent") {
+        r.line("## The agent: scrape cost and memory\n");
+        enforcer_tests::bench::observe::run(&mut r, &d, if quick { 2 } else { 5 });
+    }
     if want("load") {
         r.line("## Loading the blocklist\n");
         load::run(&mut r, &d, if quick { 1 } else { 3 });
