@@ -96,7 +96,10 @@ fn metrics_move_by_what_the_traffic_implies_and_pass_promtool() {
         "100 packets from a blocked source"
     );
     assert_eq!(
-        sample(&after, "enforcer_decisions_added_total{origin=\"manual\"}"),
+        sample(
+            &after,
+            "enforcer_decisions_added_total{kind=\"block\",origin=\"manual\"}"
+        ),
         1
     );
     assert_eq!(sample(&after, "enforcer_decisions{kind=\"block\"}"), 1);

@@ -181,13 +181,19 @@ impl Collector for AgentCollector {
             let mut added: Vec<_> = s
                 .added
                 .iter()
-                .map(|(o, n)| (vec![("origin", o.clone())], *n))
+                .map(|(k, n)| {
+                    let (kind, origin) = k.split_once(':').unwrap_or(("block", k));
+                    (
+                        vec![("kind", kind.to_owned()), ("origin", origin.to_owned())],
+                        *n,
+                    )
+                })
                 .collect();
             added.sort();
             counter_family(
                 &mut enc,
                 "enforcer_decisions_added",
-                "Decisions (bans, allows) added, by origin.",
+                "Decisions added (kind block = bans, allow = allowlist entries), by origin.",
                 &added,
             )?;
             counter_family(

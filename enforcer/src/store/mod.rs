@@ -99,6 +99,11 @@ pub enum StoreError {
 
 type Entries = SmallVec<[Entry; 1]>;
 
+/// Key of `StoreStats::added`: `kind:origin`, e.g. `block:detector`.
+pub fn stat_key(kind: Kind, origin: Origin) -> String {
+    format!("{}:{}", kind.name(), origin.name())
+}
+
 /// A shared reason string.
 pub fn shared(reason: &str) -> std::sync::Arc<str> {
     std::sync::Arc::from(reason)
@@ -145,7 +150,7 @@ impl Interner {
 /// Totals kept for status and metrics.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreStats {
-    /// Decisions added, by origin name.
+    /// Decisions added, by `kind:origin` (e.g. `block:detector`).
     pub added: StdHashMap<String, u64>,
     pub removed: u64,
     pub expired: u64,
@@ -329,11 +334,7 @@ impl<S: Sink> Store<S> {
         if n > log.len() {
             self.log_bulk("add", kind, (n - log.len()) as u64, origin, reason);
         }
-        *self
-            .stats
-            .added
-            .entry(origin.name().to_owned())
-            .or_default() += n as u64;
+        *self.stats.added.entry(stat_key(kind, origin)).or_default() += n as u64;
         let t_journal = std::time::Instant::now();
         if let Some(j) = self.journal.as_mut() {
             let r = encoded
@@ -501,7 +502,7 @@ impl<S: Sink> Store<S> {
     /// million log lines.
     fn log_batch(&mut self, log: &[(&'static str, Kind, IpNet, Entry)]) {
         let mut rest: StdHashMap<(&'static str, Kind, Origin, u32), u64> = StdHashMap::new();
-        let mut added = [0u64; enforcer_common::blocklist::ORIGIN_COUNT as usize];
+        let mut added: StdHashMap<(Kind, Origin), u64> = StdHashMap::new();
         for (i, (action, kind, prefix, e)) in log.iter().enumerate() {
             if i < LOG_DETAIL_LIMIT {
                 self.log_decision(action, *kind, *prefix, e);
@@ -509,15 +510,13 @@ impl<S: Sink> Store<S> {
                 *rest.entry((action, *kind, e.origin, e.reason)).or_default() += 1;
             }
             if *action == "add" {
-                added[e.origin as usize] += 1;
+                *added.entry((*kind, e.origin)).or_default() += 1;
             } else {
                 self.stats.removed += 1;
             }
         }
-        for o in Origin::ALL {
-            if added[o as usize] > 0 {
-                *self.stats.added.entry(o.name().to_owned()).or_default() += added[o as usize];
-            }
+        for ((kind, origin), n) in added {
+            *self.stats.added.entry(stat_key(kind, origin)).or_default() += n;
         }
         for ((action, kind, origin, reason), n) in rest {
             self.log_bulk(action, kind, n, origin, self.reasons.text(reason));
