@@ -3,6 +3,8 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod decisions;
+pub mod feeds;
 pub mod kernel;
 pub mod net;
 pub mod store;

@@ -3,11 +3,9 @@
 use std::time::Duration;
 
 use enforcer_common::blocklist::Origin;
-use tracing::{info, warn};
 
 use super::Agent;
 use crate::{
-    config::Config,
     control::protocol::{ErrorKind, LimitsView, MapStatus, Reply, Request, StatusView},
     kernel::AttachedMode,
     net::parse_prefixes,
@@ -194,9 +192,60 @@ pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
         },
         Request::Status => status(agent),
         Request::Limits { top } => limits(agent, top),
+        Request::Reload => match super::policy::reload(agent, "enforcer reload") {
+            Ok(()) => Reply::Reloaded {
+                files: agent
+                    .config
+                    .lock()
+                    .map(|c| c.files.iter().map(|f| f.display().to_string()).collect())
+                    .unwrap_or_default(),
+            },
+            Err(message) => Reply::Error {
+                kind: ErrorKind::Refused,
+                message,
+            },
+        },
+        Request::Decisions { items } => external(agent, items),
         // Served by the control server itself (it owns the stream).
         Request::Log { .. } => internal("the decision log is not available".into()),
     }
+}
+
+/// Decisions from `enforcer decisions apply` (validated again here).
+fn external(agent: &Agent, items: Vec<crate::decisions::Decision>) -> Reply {
+    let mut changes = Vec::with_capacity(items.len());
+    let mut reasons: std::collections::HashMap<String, std::sync::Arc<str>> =
+        std::collections::HashMap::new();
+    for (i, d) in items.into_iter().enumerate() {
+        let prefix = match crate::net::parse_prefix(&d.prefix) {
+            Ok(p) => p,
+            Err(e) => return bad(format!("decision {}: {e}; nothing was applied", i + 1)),
+        };
+        if d.ban {
+            let text = d.reason.unwrap_or_else(|| "external detector".into());
+            let reason = std::sync::Arc::clone(
+                reasons
+                    .entry(text.clone())
+                    .or_insert_with(|| crate::store::shared(&text)),
+            );
+            changes.push(Change::Put {
+                kind: Kind::Block,
+                prefix,
+                origin: Origin::External,
+                source: 0,
+                reason,
+                ttl: d.ttl_secs.map(Duration::from_secs),
+            });
+        } else {
+            changes.push(Change::Remove {
+                kind: Kind::Block,
+                prefix,
+                origin: Some(Origin::External),
+                source: None,
+            });
+        }
+    }
+    apply(agent, changes)
 }
 
 fn limits(agent: &Agent, top: usize) -> Reply {
@@ -300,44 +349,14 @@ fn status(agent: &Agent) -> Reply {
         store: store.stats.clone(),
         degraded,
         reloads: agent.reloads(),
+        files: cfg.files.iter().map(|f| f.display().to_string()).collect(),
+        feeds: super::policy::feed_status(agent),
+        crowdsec: cfg
+            .crowdsec
+            .as_ref()
+            .and_then(|_| agent.crowdsec.lock().ok().map(|c| c.clone())),
+        map_writes: maps.writes,
+        map_deletes: maps.deletes,
         last_reload_error: agent.last_reload_error.lock().ok().and_then(|l| l.clone()),
     }))
-}
-
-/// Re-reads the config file and re-applies its static lists (SIGHUP). A file
-/// that fails validation changes nothing.
-pub(super) fn reload(agent: &Agent) {
-    let Some(path) = agent.config_path.clone() else {
-        info!("SIGHUP: no config file to reload");
-        return;
-    };
-    let fail = |msg: String| {
-        agent
-            .reloads_failed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut l) = agent.last_reload_error.lock() {
-            *l = Some(msg);
-        }
-    };
-    let new = match Config::load(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(errors = %e, "SIGHUP: the config file is invalid; keeping the running policy");
-            fail(e.to_string());
-            return;
-        }
-    };
-    let Ok(mut store) = agent.store.lock() else {
-        return;
-    };
-    match super::apply_static_lists(&mut store, &new) {
-        Ok(()) => {
-            if let Ok(mut c) = agent.config.lock() {
-                c.allow = new.allow;
-                c.block = new.block;
-            }
-            info!(config = %path.display(), "SIGHUP: static lists reloaded");
-        }
-        Err(e) => warn!(error = %e, "SIGHUP: applying the reloaded lists failed; nothing changed"),
-    }
 }

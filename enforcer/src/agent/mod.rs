@@ -6,10 +6,12 @@
 //! removes the pins.
 
 mod bpffs;
+pub mod crowdsec;
 pub mod detector;
 mod events;
 mod handlers;
 mod metrics;
+pub mod policy;
 
 use std::{
     collections::HashMap,
@@ -62,6 +64,13 @@ pub struct Agent {
     pub(crate) reloads_failed: std::sync::atomic::AtomicU64,
     /// The last reload's error, shown by `status` until a reload succeeds.
     pub(crate) last_reload_error: Mutex<Option<String>>,
+    pub(crate) feeds: Mutex<HashMap<String, policy::FeedStatus>>,
+    pub(crate) reload_lock: Mutex<()>,
+    pub(crate) crowdsec: Mutex<crowdsec::CrowdsecStatus>,
+    pub(crate) crowdsec_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub(crate) runtime: tokio::runtime::Handle,
+    /// A handle on the agent itself, for tasks started from a reload.
+    pub(crate) me: std::sync::OnceLock<std::sync::Weak<Agent>>,
 }
 
 impl Agent {
@@ -188,14 +197,33 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         reloads_ok: 0.into(),
         reloads_failed: 0.into(),
         last_reload_error: Mutex::new(None),
+        feeds: Mutex::new(HashMap::new()),
+        reload_lock: Mutex::new(()),
+        crowdsec: Mutex::new(crowdsec::CrowdsecStatus::default()),
+        crowdsec_task: Mutex::new(None),
+        runtime: tokio::runtime::Handle::current(),
+        me: std::sync::OnceLock::new(),
     });
     let metrics = match cfg.metrics {
         Some(addr) => Some(metrics::serve(addr, &agent).await?),
         None => None,
     };
+    let _ = agent.me.set(Arc::downgrade(&agent));
     let events = parts
         .events
         .map(|ring| tokio::spawn(events::run(ring, Arc::clone(&agent))));
+    {
+        let a = Arc::clone(&agent);
+        let feeds = cfg.feeds.clone();
+        tokio::task::spawn_blocking(move || {
+            for f in &feeds {
+                policy::apply_feed(&a, f);
+            }
+        })
+        .await?;
+    }
+    crowdsec::restart(&agent);
+    let watcher = tokio::spawn(policy::watch(Arc::clone(&agent)));
 
     let handler = {
         let agent = Arc::clone(&agent);
@@ -232,6 +260,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     wait_for_shutdown(&agent).await;
     server.abort();
     sweeper.abort();
+    watcher.abort();
+    if let Ok(mut t) = agent.crowdsec_task.lock()
+        && let Some(t) = t.take()
+    {
+        t.abort();
+    }
     if let Some(m) = metrics {
         m.abort();
     }
@@ -292,7 +326,7 @@ async fn wait_for_shutdown(agent: &Arc<Agent>) {
             _ = int.recv() => { info!("SIGINT: stopping"); return; }
             _ = hup.recv() => {
                 let agent = Arc::clone(agent);
-                let _ = tokio::task::spawn_blocking(move || handlers::reload(&agent)).await;
+                let _ = tokio::task::spawn_blocking(move || policy::reload(&agent, "SIGHUP")).await;
             }
         }
     }

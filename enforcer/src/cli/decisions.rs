@@ -216,3 +216,88 @@ pub fn list(socket: &Path, a: ListArgs) -> u8 {
     }
     EXIT_OK
 }
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DecisionsCommand {
+    /// Apply decisions from JSON lines (a file, or `-` for stdin): valid lines
+    /// are applied, invalid ones reported with their line numbers.
+    Apply(ApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// File of JSON lines, or `-` for stdin.
+    file: String,
+}
+
+/// Decisions per request to the agent.
+const CHUNK: usize = 50_000;
+
+pub fn decisions(socket: &Path, cmd: &DecisionsCommand) -> u8 {
+    let DecisionsCommand::Apply(a) = cmd;
+    let reader: Box<dyn std::io::BufRead> = if a.file == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(&a.file) {
+            Ok(f) => Box::new(std::io::BufReader::with_capacity(1 << 20, f)),
+            Err(e) => return fail(format!("reading {}: {e}", a.file)),
+        }
+    };
+    let name = if a.file == "-" {
+        "stdin"
+    } else {
+        a.file.as_str()
+    };
+    let mut batch = Vec::with_capacity(CHUNK);
+    let mut bad = 0usize;
+    let (mut applied, mut lifted, mut missing) = (0usize, 0usize, 0usize);
+    let mut flush = |batch: &mut Vec<crate::decisions::Decision>| -> Result<(), u8> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match call(
+            socket,
+            &Request::Decisions {
+                items: std::mem::take(batch),
+            },
+        ) {
+            Ok(Reply::Applied(r)) => {
+                applied += r.added + r.updated;
+                lifted += r.removed;
+                missing += r.not_found.len();
+                Ok(())
+            }
+            Ok(other) => Err(fail(format!("unexpected reply: {other:?}"))),
+            Err(code) => Err(code),
+        }
+    };
+    use std::io::BufRead as _;
+    for (i, line) in reader.lines().enumerate() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => return fail(format!("reading {name}: {e}")),
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match crate::decisions::parse_line(&line) {
+            Ok(d) => batch.push(d),
+            Err(e) => {
+                bad += 1;
+                eprintln!("{name}:{}: {e}", i + 1);
+            }
+        }
+        if batch.len() >= CHUNK
+            && let Err(code) = flush(&mut batch)
+        {
+            return code;
+        }
+    }
+    if let Err(code) = flush(&mut batch) {
+        return code;
+    }
+    println!(
+        "{applied} decision(s) applied, {lifted} lifted, {missing} to lift not found, {bad} line(s) rejected"
+    );
+    if bad > 0 { EXIT_FAILURE } else { EXIT_OK }
+}

@@ -9,6 +9,7 @@ mod decisions;
 mod limits;
 mod log;
 mod output;
+mod policy;
 mod run;
 mod stats;
 mod status;
@@ -65,6 +66,14 @@ pub enum Command {
     Import(decisions::ImportArgs),
     /// List current decisions.
     List(decisions::ListArgs),
+    /// Apply decisions from other detectors (JSON lines).
+    #[command(subcommand)]
+    Decisions(decisions::DecisionsCommand),
+    /// Check a policy without touching the agent.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Make the agent re-read its policy files now.
+    Reload,
     /// Show the agent, its interfaces, maps and counters.
     Status(status::StatusArgs),
     /// Show the rate limits in force and the keys with the most drops.
@@ -97,6 +106,9 @@ pub fn main() -> ExitCode {
         Command::Status(a) => status::status(&socket, &a),
         Command::Limits(a) => limits::limits(&socket, &a),
         Command::Stats(a) => stats::stats(&socket, &a),
+        Command::Decisions(c) => decisions::decisions(&socket, &c),
+        Command::Policy(c) => policy::policy(&c),
+        Command::Reload => policy::reload(&socket),
         Command::Top(a) => top::top(&socket, &a),
         Command::Log(a) => log::log(&socket, &a),
         Command::Uninstall(a) => uninstall::uninstall(&socket, &a),

@@ -44,6 +44,9 @@ pub fn status(socket: &Path, a: &StatusArgs) -> u8 {
     for d in &s.degraded {
         println!("DEGRADED: {d}");
     }
+    if !s.files.is_empty() {
+        println!("policy files: {}", s.files.join(", "));
+    }
     if let Some(e) = &s.last_reload_error {
         println!("RELOAD FAILED (the previous policy stays in force):\n{e}");
     }
@@ -80,6 +83,39 @@ pub fn status(socket: &Path, a: &StatusArgs) -> u8 {
             .map(|(k, v)| format!("{k} {v}"))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    if !s.feeds.is_empty() {
+        println!();
+        let mut t = output::table(&["FEED", "PREFIXES", "LISTED", "BAD LINES", "LOADED", "ERROR"]);
+        for f in &s.feeds {
+            t.add_row(vec![
+                f.name.clone(),
+                f.prefixes.to_string(),
+                f.listed.to_string(),
+                f.bad_lines.to_string(),
+                f.loaded.clone().unwrap_or_default(),
+                f.error.clone().unwrap_or_default(),
+            ]);
+        }
+        println!("{t}");
+    }
+    if let Some(c) = &s.crowdsec {
+        println!(
+            "\nCrowdSec {}: {} poll(s), {} error(s), {} prefix(es) banned, last poll {}{}",
+            c.url,
+            c.polls,
+            c.errors,
+            c.active,
+            c.last_poll.as_deref().unwrap_or("never"),
+            c.last_error
+                .as_deref()
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "map writes: {} keys written, {} deleted",
+        s.map_writes, s.map_deletes
     );
     println!();
     let mut t = output::table(&["VERDICT", "REASON", "PACKETS", "BYTES"]);

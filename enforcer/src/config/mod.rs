@@ -7,6 +7,7 @@
 
 mod error;
 pub mod ratelimit;
+pub mod sources;
 
 use std::{
     ops::Range,
@@ -20,6 +21,7 @@ use toml::Spanned;
 
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use ratelimit::{BanPolicy, RateLimitConfig, RuleSpec};
+pub use sources::{CrowdsecSpec, FeedFormat, FeedSpec};
 
 use crate::kernel::XdpModeChoice;
 
@@ -48,6 +50,12 @@ pub struct Config {
     pub ratelimit: RateLimitConfig,
     /// Prometheus endpoint address; `None` when disabled.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Blocklist feeds to follow.
+    pub feeds: Vec<FeedSpec>,
+    /// CrowdSec bouncer mode.
+    pub crowdsec: Option<CrowdsecSpec>,
+    /// The files this policy was read from, in merge order.
+    pub files: Vec<PathBuf>,
 }
 
 /// Default address of the metrics endpoint.
@@ -69,6 +77,9 @@ impl Default for Config {
             block: Vec::new(),
             ratelimit: RateLimitConfig::default(),
             metrics: DEFAULT_METRICS.parse().ok(),
+            feeds: Vec::new(),
+            crowdsec: None,
+            files: Vec::new(),
         }
     }
 }
@@ -88,6 +99,9 @@ struct RawConfig {
     ratelimit: ratelimit::RawRateLimit,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    feeds: Vec<sources::RawFeed>,
+    crowdsec: Option<sources::RawCrowdsec>,
 }
 
 #[derive(Deserialize, Default)]
@@ -142,30 +156,70 @@ const PREFIX_EXPECTED: &str = "an IPv4 or IPv6 address or CIDR prefix (e.g. \"19
                                \"2001:2::/48\"), or { prefix = \"...\", reason = \"...\" }";
 
 impl Config {
-    /// Reads and validates `path`.
+    /// Reads and validates the policy: `path`, then the drop-in files
+    /// `conf.d/*.toml` next to it, in name order.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.display().to_string(),
-                line: 0,
-                column: 0,
-                key: String::new(),
-                message: format!("cannot read the file: {e}"),
-                expected: String::new(),
-            }])
-        })?;
-        Self::parse(path, &text)
+        let mut files = vec![path.to_owned()];
+        files.extend(drop_ins(path));
+        Self::load_files(&files)
     }
 
-    /// Validates `text` as the contents of `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigErrors> {
-        let src = Source { file: path, text };
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigErrors(vec![src.from_toml(&e)]))?;
-        let mut errors = Vec::new();
+    /// Reads and validates `files`, merged in order, reporting every problem
+    /// of every file at once.
+    pub fn load_files(files: &[PathBuf]) -> Result<Self, ConfigErrors> {
         let mut cfg = Self::default();
+        let mut errors = Vec::new();
+        let mut names = Names::default();
+        for f in files {
+            match std::fs::read_to_string(f) {
+                Ok(text) => cfg.apply(f, &text, &mut errors, &mut names),
+                Err(e) => errors.push(ConfigError {
+                    file: f.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    key: String::new(),
+                    message: format!("cannot read the file: {e}"),
+                    expected: "a readable TOML file".into(),
+                }),
+            }
+        }
+        cfg.files = files.to_vec();
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Validates `text` as the contents of `path` (one file, no drop-ins).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigErrors> {
+        let mut cfg = Self::default();
+        let mut errors = Vec::new();
+        cfg.apply(path, text, &mut errors, &mut Names::default());
+        cfg.files = vec![path.to_owned()];
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Applies one file on top of `self`: scalars it sets replace earlier
+    /// values, lists it gives are appended, and a limit or feed name that an
+    /// earlier file already used is a conflict.
+    fn apply(&mut self, path: &Path, text: &str, errors: &mut Vec<ConfigError>, names: &mut Names) {
+        let src = Source { file: path, text };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(src.from_toml(&e));
+                return;
+            }
+        };
+        let cfg = self;
 
         if let Some(ifs) = &raw.agent.interfaces {
+            cfg.interfaces.clear();
             for (i, name) in ifs.get_ref().iter().enumerate() {
                 let n = name.get_ref();
                 if n.is_empty() || n.len() > 15 || n.contains(['/', ' ']) {
@@ -245,21 +299,37 @@ impl Config {
             &mut cfg.capacity_allow,
         );
 
-        cfg.allow = prefix_list(
+        let allow = prefix_list(
             &src,
             &raw.allowlist,
             "allowlist",
             "static allowlist",
-            &mut errors,
+            errors,
         );
-        cfg.block = prefix_list(
+        cfg.allow.extend(allow);
+        let block = prefix_list(
             &src,
             &raw.blocklist,
             "blocklist",
             "static blocklist",
-            &mut errors,
+            errors,
         );
-        cfg.ratelimit = ratelimit::validate(&src, &raw.ratelimit, &mut errors);
+        cfg.block.extend(block);
+        ratelimit::validate(
+            &src,
+            &raw.ratelimit,
+            errors,
+            &mut cfg.ratelimit,
+            &mut names.limits,
+        );
+        sources::validate(
+            &src,
+            &raw.feeds,
+            raw.crowdsec.as_ref(),
+            errors,
+            cfg,
+            &mut names.feeds,
+        );
         if let Some(l) = &raw.metrics.listen {
             match l.get_ref().parse::<std::net::SocketAddr>() {
                 Ok(a) => cfg.metrics = Some(a),
@@ -274,13 +344,67 @@ impl Config {
         if raw.metrics.enabled == Some(false) {
             cfg.metrics = None;
         }
+    }
+}
 
-        if errors.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigErrors(errors))
+impl Config {
+    /// Keeps the settings that only take effect when the agent starts
+    /// (interfaces, socket, state directory, pins, map sizes, metrics
+    /// address) at their running values, and warns about changes to them.
+    pub fn overrides_from(&mut self, running: &Self) {
+        let mut restart = Vec::new();
+        macro_rules! keep {
+            ($($f:ident),*) => {$(
+                if self.$f != running.$f {
+                    restart.push(stringify!($f));
+                    self.$f = running.$f.clone();
+                }
+            )*};
+        }
+        keep!(
+            interfaces,
+            xdp_mode,
+            socket,
+            admin_group,
+            state_dir,
+            bpffs,
+            capacity_block_v4,
+            capacity_block_v6,
+            capacity_allow,
+            metrics
+        );
+        if self.ratelimit.state_entries != running.ratelimit.state_entries {
+            restart.push("ratelimit.state_entries");
+            self.ratelimit.state_entries = running.ratelimit.state_entries;
+        }
+        if !restart.is_empty() {
+            tracing::warn!(settings = ?restart, "these settings changed in the policy and take effect at the next agent start");
         }
     }
+}
+
+/// The drop-in files of a policy: `conf.d/*.toml` beside it, in name order.
+pub fn drop_ins(main: &Path) -> Vec<PathBuf> {
+    let Some(dir) = main.parent().map(|d| d.join("conf.d")) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Where each limit and feed name was first defined (for conflicts).
+#[derive(Default)]
+pub(crate) struct Names {
+    pub(crate) limits: std::collections::HashMap<String, String>,
+    pub(crate) feeds: std::collections::HashMap<String, String>,
 }
 
 fn prefix_list(

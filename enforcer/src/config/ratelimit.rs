@@ -188,12 +188,15 @@ fn int_in(
     }
 }
 
+/// Applies one file's `[ratelimit]` onto `out`: keys it sets replace, limits
+/// it defines are added (a name defined by an earlier file is a conflict).
 pub(super) fn validate(
     src: &Source<'_>,
     raw: &RawRateLimit,
     errors: &mut Vec<ConfigError>,
-) -> RateLimitConfig {
-    let mut out = RateLimitConfig::default();
+    out: &mut RateLimitConfig,
+    seen: &mut std::collections::HashMap<String, String>,
+) {
     if let Some(v) = &raw.state_entries
         && let Some(n) = int_in(
             src,
@@ -211,17 +214,29 @@ pub(super) fn validate(
     {
         out.report_interval = d;
     }
-    let mut names = std::collections::HashSet::new();
     for (i, l) in raw.limits.iter().enumerate() {
         let k = |f: &str| format!("ratelimit.limits[{i}].{f}");
         let name = l.name.get_ref().trim().to_owned();
-        if name.is_empty() || !names.insert(name.clone()) {
+        let here = {
+            let (line, col) = src.position(l.name.span().start);
+            format!("{}:{line}:{col}", src.file.display())
+        };
+        if name.is_empty() {
             errors.push(src.error(
                 l.name.span(),
                 k("name"),
-                format!("found {:?}", l.name.get_ref()),
-                "a non-empty name not used by another limit",
+                "found an empty name",
+                "a non-empty name",
             ));
+        } else if let Some(first) = seen.get(&name) {
+            errors.push(src.error(
+                l.name.span(),
+                k("name"),
+                format!("limit {name:?} is already defined at {first}"),
+                "a name no other limit uses (in this file or an earlier drop-in)",
+            ));
+        } else {
+            seen.insert(name.clone(), here);
         }
         let kind = match l.kind.as_ref().map(|v| (v, v.get_ref().as_str())) {
             None | Some((_, "packets")) => "packets",
@@ -389,5 +404,4 @@ pub(super) fn validate(
             }
         }
     }
-    out
 }

@@ -44,7 +44,9 @@ prefixes = ["198.18.66.0/24", { prefix = "2001:2:66::/48", reason = "scanner" }]
     assert_eq!(c.allow[0].0.to_string(), "198.18.0.1/32");
     assert_eq!(c.block[0].1, "known bad");
     assert_eq!(c.block[1].1, "scanner");
-    assert_eq!(parse("").unwrap(), Config::default());
+    let mut empty = parse("").unwrap();
+    empty.files.clear();
+    assert_eq!(empty, Config::default());
 }
 
 #[test]
@@ -202,6 +204,119 @@ fn bad_rate_limits_are_located() {
     let e = one_error("[ratelimit.ban]\nwithin = \"soon\"\n");
     assert!(
         e.contains(":2:10: `ratelimit.ban.within`: found \"soon\"; expected a duration"),
+        "{e}"
+    );
+}
+
+fn dir_with(files: &[(&str, &str)]) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "enforcer-cfg-{}-{}",
+        std::process::id(),
+        files.len() * 1000 + files.first().map_or(0, |f| f.1.len())
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("conf.d")).unwrap();
+    for (name, text) in files {
+        std::fs::write(d.join(name), text).unwrap();
+    }
+    d
+}
+
+#[test]
+fn drop_ins_merge_in_name_order() {
+    let d = dir_with(&[
+        (
+            "enforcer.toml",
+            "[agent]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\n[blocklist]\nprefixes = [\"198.18.1.0/24\"]\n",
+        ),
+        (
+            "conf.d/20-later.toml",
+            "[agent]\nxdp_mode = \"generic\"\n[blocklist]\nprefixes = [\"198.18.3.0/24\"]\n",
+        ),
+        (
+            "conf.d/10-first.toml",
+            "[agent]\nxdp_mode = \"auto\"\n[blocklist]\nprefixes = [\"198.18.2.0/24\"]\n[[ratelimit.limits]]\nname = \"a\"\nrate = 5\n",
+        ),
+        ("conf.d/notes.txt", "not a policy file"),
+    ]);
+    let c = Config::load(&d.join("enforcer.toml")).unwrap();
+    // Scalars: the last file that sets one wins; lists: appended in order.
+    assert_eq!(c.xdp_mode, XdpModeChoice::Generic);
+    assert_eq!(c.interfaces, ["eth0"]);
+    let blocks: Vec<String> = c.block.iter().map(|b| b.0.to_string()).collect();
+    assert_eq!(blocks, ["198.18.1.0/24", "198.18.2.0/24", "198.18.3.0/24"]);
+    assert_eq!(c.ratelimit.rules.len(), 1);
+    assert_eq!(c.files.len(), 3);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_name_defined_in_two_files_is_a_conflict_naming_both() {
+    let d = dir_with(&[
+        (
+            "enforcer.toml",
+            "[[ratelimit.limits]]\nname = \"pps\"\nrate = 5\n",
+        ),
+        (
+            "conf.d/10-x.toml",
+            "\n[[ratelimit.limits]]\nname = \"pps\"\nrate = 9\n",
+        ),
+    ]);
+    let errs = Config::load(&d.join("enforcer.toml")).unwrap_err();
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    let e = errs.0[0].to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}:3:8: `ratelimit.limits[0].name`",
+            d.join("conf.d/10-x.toml").display()
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "already defined at {}:2:8",
+            d.join("enforcer.toml").display()
+        )),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn errors_of_every_file_are_reported_together() {
+    let d = dir_with(&[
+        ("enforcer.toml", "[agent]\nxdp_mode = \"turbo\"\n"),
+        ("conf.d/10-x.toml", "[blocklist]\nprefixes = [\"nope\"]\n"),
+    ]);
+    let errs = Config::load(&d.join("enforcer.toml")).unwrap_err();
+    assert_eq!(errs.0.len(), 2, "{errs}");
+    assert!(errs.0[0].file.ends_with("enforcer.toml") && errs.0[1].file.ends_with("10-x.toml"));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn feeds_and_crowdsec() {
+    let c = parse(
+        "[[feeds]]\nname = \"drop\"\npath = \"/var/lib/enforcer/drop.txt\"\nformat = \"spamhaus\"\n\n[crowdsec]\nurl = \"http://127.0.0.1:8080/\"\napi_key = \"k\"\npoll_interval = \"2s\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.feeds[0].format, FeedFormat::Spamhaus);
+    assert_eq!(c.feeds[0].reason, "feed drop");
+    let cs = c.crowdsec.unwrap();
+    assert_eq!(
+        (cs.url.as_str(), cs.poll_interval.as_secs()),
+        ("http://127.0.0.1:8080", 2)
+    );
+    let e = one_error("[[feeds]]\nname = \"x\"\npath = \"relative.txt\"\n");
+    assert!(
+        e.contains(":3:8: `feeds[0].path`: found \"relative.txt\"; expected an absolute path"),
+        "{e}"
+    );
+    let e = one_error("[[feeds]]\nname = \"x\"\npath = \"/x\"\nformat = \"csv\"\n");
+    assert!(e.contains("`feeds[0].format`: found \"csv\""), "{e}");
+    let e = one_error("[crowdsec]\nurl = \"http://127.0.0.1:8080\"\n");
+    assert!(
+        e.contains("found neither or both of api_key and api_key_file"),
         "{e}"
     );
 }

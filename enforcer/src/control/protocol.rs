@@ -48,6 +48,12 @@ pub enum Request {
     Status,
     /// Configured rate limits and the keys with the most drops.
     Limits { top: usize },
+    /// Re-read and apply the policy files now.
+    Reload,
+    /// Decisions from an external detector (origin `external`), validated.
+    Decisions {
+        items: Vec<crate::decisions::Decision>,
+    },
     /// The decision log: the last `lines`, then (with `follow`) every new
     /// line as it happens, one reply per line, until the client disconnects.
     Log { lines: usize, follow: bool },
@@ -77,6 +83,10 @@ pub enum Reply {
     },
     Status(Box<StatusView>),
     Limits(Box<LimitsView>),
+    /// The policy was reloaded.
+    Reloaded {
+        files: Vec<String>,
+    },
     /// Decision-log lines, each one JSON object.
     LogLines {
         lines: Vec<String>,
@@ -115,6 +125,13 @@ pub struct StatusView {
     /// policy in force is older than the file.
     pub reloads: (u64, u64),
     pub last_reload_error: Option<String>,
+    /// Policy files in force, in merge order.
+    pub files: Vec<String>,
+    pub feeds: Vec<crate::agent::policy::FeedStatus>,
+    pub crowdsec: Option<crate::agent::crowdsec::CrowdsecStatus>,
+    /// Block-map keys written and deleted since the agent started.
+    pub map_writes: u64,
+    pub map_deletes: u64,
 }
 
 /// What `enforcer limits` shows.

@@ -64,6 +64,10 @@ pub struct PrefixMaps {
     fmirror_v6: Vec<u64>,
     /// Filter bits set by more than one prefix: (family, bit) → extra references.
     fshared: HashMap<(Family, u32), u32>,
+    /// Block-map keys written and deleted since start (feeds and reloads are
+    /// applied as diffs; these show how small the diff was).
+    pub writes: u64,
+    pub deletes: u64,
     /// IPv4 members of `blocks` and `allows` (so occupancy is O(1): a
     /// metrics scrape must not walk a million-entry set).
     blocks_v4: usize,
@@ -125,6 +129,8 @@ impl PrefixMaps {
             fmirror_v4: vec![0; V4_FILTER_WORDS as usize],
             fmirror_v6: vec![0; V6_FILTER_WORDS as usize],
             fshared: HashMap::default(),
+            writes: 0,
+            deletes: 0,
             blocks_v4: 0,
             allows_v4: 0,
             blocks: HashSet::default(),
@@ -366,6 +372,7 @@ impl PrefixMaps {
             (ra, rb, r6)
         });
         let t1 = std::time::Instant::now();
+        self.writes += items.len() as u64;
         let failed = [r4a, r4b]
             .into_iter()
             .find_map(Result::err)
@@ -421,6 +428,7 @@ impl PrefixMaps {
         }
         // Summary bits first: a cleared bit means no probe, an absent entry with
         // its bit still set only costs a probe. Either order is safe.
+        self.deletes += (k4.len() + k6.len()) as u64;
         self.flush(&dirty)?;
         sys::delete_batch(self.block_v4.fd_as_fd(), &k4)
             .map_err(|e| KernelError::Write("BLOCK_V4", e))?;

@@ -715,15 +715,26 @@ impl<S: Sink> Store<S> {
             .collect();
         let mut changes = Vec::new();
         let mut wanted = HashSet::with_capacity_and_hasher(desired.len(), Default::default());
+        // One shared string per distinct reason (a feed has one): uniform
+        // puts then take the bulk path.
+        let mut last: Option<std::sync::Arc<str>> = None;
         for (p, reason) in desired {
             wanted.insert(*p);
             if current.get(p) != Some(reason) {
+                let r = match &last {
+                    Some(l) if **l == **reason => std::sync::Arc::clone(l),
+                    _ => {
+                        let l = shared(reason);
+                        last = Some(std::sync::Arc::clone(&l));
+                        l
+                    }
+                };
                 changes.push(Change::Put {
                     kind,
                     prefix: *p,
                     origin,
                     source,
-                    reason: shared(reason),
+                    reason: r,
                     ttl: None,
                 });
             }
