@@ -3,6 +3,7 @@
 //! the agent and CLI, and the benchmarks.
 pub mod agent;
 pub mod bench;
+pub mod crowdsec;
 pub mod demo;
 pub mod httpc;
 pub mod httpd;

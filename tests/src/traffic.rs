@@ -120,6 +120,11 @@ pub struct Send {
 /// Sends from inside the namespace at `ns_path`; returns packets sent.
 /// Runs on its own thread (the namespace switch is per thread) and blocks.
 pub fn send(ns_path: &str, spec: Send) -> u64 {
+    send_until(ns_path, spec, Arc::new(AtomicBool::new(false)))
+}
+
+/// As [`send`], also stopping early when `stop` is set.
+pub fn send_until(ns_path: &str, spec: Send, stop: Arc<AtomicBool>) -> u64 {
     let ns = ns_path.to_owned();
     thread::spawn(move || {
         enter(&ns);
@@ -131,7 +136,10 @@ pub fn send(ns_path: &str, spec: Send) -> u64 {
         let payload = [0x55u8; 64];
         let start = Instant::now();
         let mut sent = 0u64;
-        while sent < spec.max_packets && start.elapsed() < spec.duration {
+        while sent < spec.max_packets
+            && start.elapsed() < spec.duration
+            && !stop.load(Ordering::Relaxed)
+        {
             if let Some(rate) = spec.rate {
                 let due = start + Duration::from_nanos(sent * 1_000_000_000 / rate.max(1));
                 let now = Instant::now();

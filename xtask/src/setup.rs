@@ -100,6 +100,41 @@ fn bpffs() -> anyhow::Result<()> {
     exec(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
 }
 
+/// CrowdSec's LAPI for the bouncer tests. Its Debian package registers with
+/// CrowdSec's online service in its post-install script, which fails offline
+/// and leaves dpkg half-configured, so it is unpacked, never installed.
+fn crowdsec() -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers/crowdsec");
+    if root.join("root/usr/bin/crowdsec").exists() {
+        return Ok(());
+    }
+    run_apt(&["libsqlite3-0", "ca-certificates"])?;
+    std::fs::create_dir_all(&root)?;
+    let got = Command::new("apt-get")
+        .args(["download", "crowdsec"])
+        .current_dir(&root)
+        .status();
+    if !got.is_ok_and(|s| s.success()) {
+        exec(Command::new("apt-get").args(["update", "-qq"]))?;
+        exec(
+            Command::new("apt-get")
+                .args(["download", "crowdsec"])
+                .current_dir(&root),
+        )?;
+    }
+    let deb = std::fs::read_dir(&root)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("apt-get download crowdsec left no .deb")?;
+    exec(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(root.join("root")),
+    )
+}
+
 pub fn run() -> anyhow::Result<()> {
     let mut pkgs = BUILD_PKGS.to_vec();
     pkgs.extend_from_slice(TEST_PKGS);
@@ -107,6 +142,7 @@ pub fn run() -> anyhow::Result<()> {
     bpf_linker()?;
     toolchain()?;
     bpffs()?;
+    crowdsec()?;
     eprintln!("xtask: setup complete");
     Ok(())
 }

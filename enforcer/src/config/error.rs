@@ -74,6 +74,19 @@ impl Source<'_> {
             .find('\n')
             .map_or(self.text.len(), |i| offset + i);
         let line = &self.text[line_start..line_end];
+        // On a table header, the key is the table.
+        let t = line.trim();
+        if t.starts_with('[') {
+            return t
+                .trim_matches(|c| c == '[' || c == ']')
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_end_matches(']')
+                .trim()
+                .to_owned();
+        }
         let mut table = String::new();
         for l in self.text[..line_start].lines() {
             let t = l.trim();

@@ -6,5 +6,6 @@ pub mod drop;
 pub mod load;
 pub mod lookup;
 pub mod observe;
+pub mod policy;
 pub mod ratelimit;
 pub mod report;

@@ -68,6 +68,15 @@ fn main() {
         r.line("## The agent: scrape cost and memory\n");
         enforcer_tests::bench::observe::run(&mut r, &d, if quick { 2 } else { 5 });
     }
+    if want("policy") {
+        r.line("## Policy reloads and external decisions\n");
+        enforcer_tests::bench::policy::run(
+            &mut r,
+            if quick { 10_000 } else { 100_000 },
+            if quick { 100_000 } else { 1_000_000 },
+            if quick { 2 } else { 3 },
+        );
+    }
     if want("load") {
         r.line("## Loading the blocklist\n");
         load::run(&mut r, &d, if quick { 1 } else { 3 });
