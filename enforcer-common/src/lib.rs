@@ -9,6 +9,7 @@
 
 pub mod blocklist;
 pub mod counters;
+pub mod http;
 pub mod maps;
 pub mod prefix;
 pub mod ratelimit;

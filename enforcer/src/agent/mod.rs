@@ -223,7 +223,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .await?;
     }
     crowdsec::restart(&agent);
-    let watcher = tokio::spawn(policy::watch(Arc::clone(&agent)));
+    let watcher =
+        policy::start_watch(&agent).map(|w| tokio::spawn(policy::watch(Arc::clone(&agent), w)));
 
     let handler = {
         let agent = Arc::clone(&agent);
@@ -260,7 +261,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     wait_for_shutdown(&agent).await;
     server.abort();
     sweeper.abort();
-    watcher.abort();
+    if let Some(w) = watcher {
+        w.abort();
+    }
     if let Ok(mut t) = agent.crowdsec_task.lock()
         && let Some(t) = t.take()
     {

@@ -233,41 +233,62 @@ fn is_policy_file(agent: &Agent, p: &Path) -> bool {
             && p.extension().is_some_and(|x| x == "toml"))
 }
 
-/// Follows changes of the policy files and feed files (directories are
-/// watched, so an editor's write-to-temp-and-rename is seen), debounced.
-pub async fn watch(agent: Arc<Agent>) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+/// A file watcher set up and watching: made before the agent reports ready,
+/// so no change made after that can be missed.
+pub struct FileWatch {
+    watcher: notify::RecommendedWatcher,
+    rx: tokio::sync::mpsc::UnboundedReceiver<PathBuf>,
+    watched: Vec<PathBuf>,
+}
+
+fn rewatch(agent: &Agent, w: &mut FileWatch) {
+    for d in watch_dirs(agent) {
+        if !w.watched.contains(&d)
+            && d.is_dir()
+            && w.watcher.watch(&d, RecursiveMode::NonRecursive).is_ok()
+        {
+            w.watched.push(d);
+        }
+    }
+}
+
+/// Starts watching the policy's and the feeds' directories.
+pub fn start_watch(agent: &Agent) -> Option<FileWatch> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
             for p in ev.paths {
                 let _ = tx.send(p);
             }
         }
-    }) {
+    });
+    let watcher = match watcher {
         Ok(w) => w,
         Err(e) => {
             warn!(error = %e, "cannot watch the policy files; reload with SIGHUP or `enforcer reload`");
-            return;
+            return None;
         }
     };
-    let mut watched = Vec::new();
-    let rewatch = |watcher: &mut notify::RecommendedWatcher, watched: &mut Vec<PathBuf>| {
-        for d in watch_dirs(&agent) {
-            if !watched.contains(&d)
-                && d.is_dir()
-                && watcher.watch(&d, RecursiveMode::NonRecursive).is_ok()
-            {
-                watched.push(d);
-            }
-        }
+    let mut w = FileWatch {
+        watcher,
+        rx,
+        watched: Vec::new(),
     };
-    rewatch(&mut watcher, &mut watched);
+    rewatch(agent, &mut w);
+    Some(w)
+}
+
+/// Follows changes of the policy files and feed files (directories are
+/// watched, so an editor's write-to-temp-and-rename is seen), debounced.
+pub async fn watch(agent: Arc<Agent>, mut w: FileWatch) {
     loop {
-        let Some(first) = rx.recv().await else { return };
+        let Some(first) = w.rx.recv().await else {
+            return;
+        };
         // Debounce: an editor's save is several events.
         let mut paths = vec![first];
         let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
-        while let Ok(Some(p)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        while let Ok(Some(p)) = tokio::time::timeout_at(deadline, w.rx.recv()).await {
             paths.push(p);
         }
         let policy = paths.iter().any(|p| is_policy_file(&agent, p));
@@ -293,7 +314,7 @@ pub async fn watch(agent: Arc<Agent>) {
             }
         })
         .await;
-        rewatch(&mut watcher, &mut watched);
+        rewatch(&agent, &mut w);
     }
 }
 
