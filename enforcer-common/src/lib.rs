@@ -13,6 +13,7 @@ pub mod http;
 pub mod maps;
 pub mod prefix;
 pub mod ratelimit;
+pub mod route;
 pub mod stats;
 pub mod time;
 

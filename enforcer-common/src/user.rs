@@ -9,6 +9,7 @@ use crate::{
     counters::Counter,
     prefix::V6LengthMask,
     ratelimit::{LimitEvent, RateConfig, RateKey, RateRule, RateState},
+    route::{HttpConfig, RequestSample, RespKey, RespState, ResponseReport, RouteValue},
 };
 
 unsafe impl aya::Pod for PrefixKeyV4 {}
@@ -22,3 +23,9 @@ unsafe impl aya::Pod for RateConfig {}
 unsafe impl aya::Pod for RateKey {}
 unsafe impl aya::Pod for RateState {}
 unsafe impl aya::Pod for LimitEvent {}
+unsafe impl aya::Pod for RouteValue {}
+unsafe impl aya::Pod for HttpConfig {}
+unsafe impl aya::Pod for RequestSample {}
+unsafe impl aya::Pod for ResponseReport {}
+unsafe impl aya::Pod for RespKey {}
+unsafe impl aya::Pod for RespState {}

@@ -122,9 +122,11 @@ pub struct RequestScan {
     pub path: [u8; MAX_PATH],
 }
 
-const LIT_HTTP: &[u8; 7] = b"http://";
-const LIT_VERSION: &[u8; 7] = b"HTTP/1.";
-const LIT_HOST: &[u8; 5] = b"host:";
+// Padded to 8 bytes: indices are masked with `& 7`, so every index is in
+// bounds and no panic path reaches the BPF program.
+const LIT_HTTP: &[u8; 8] = b"http://\0";
+const LIT_VERSION: &[u8; 8] = b"HTTP/1.\0";
+const LIT_HOST: &[u8; 8] = b"host:\0\0\0";
 
 impl Default for RequestScan {
     fn default() -> Self {

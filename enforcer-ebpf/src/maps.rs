@@ -1,0 +1,77 @@
+//! Every map of the XDP program, in one place (userspace finds them by the
+//! names in `enforcer_common::maps`).
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use enforcer_common::{
+    blocklist::{AllowEntry, BlockEntry, PrefixKeyV4, PrefixKeyV6},
+    counters::{COUNTER_ENTRIES, Counter},
+    maps::{
+        DEFAULT_ALLOW_ENTRIES, DEFAULT_BLOCK_V4_ENTRIES, DEFAULT_BLOCK_V6_ENTRIES,
+        DEFAULT_RATE_STATE_ENTRIES,
+    },
+    prefix::{SUMMARY_BUCKETS, V4_FILTER_WORDS, V4LengthMask, V6_FILTER_WORDS, V6LengthMask},
+    ratelimit::{EVENT_RING_BYTES, MAX_RATE_RULES, RateConfig, RateKey, RateRule, RateState},
+    stats::STAT_SLOTS,
+};
+
+#[map]
+pub(crate) static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+#[map]
+pub(crate) static ALLOW_V4: LpmTrie<[u8; 4], AllowEntry> =
+    LpmTrie::with_max_entries(DEFAULT_ALLOW_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub(crate) static ALLOW_V6: LpmTrie<[u8; 16], AllowEntry> =
+    LpmTrie::with_max_entries(DEFAULT_ALLOW_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub(crate) static BLOCK_V4: HashMap<PrefixKeyV4, BlockEntry> =
+    HashMap::with_max_entries(DEFAULT_BLOCK_V4_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub(crate) static BLOCK_V6: HashMap<PrefixKeyV6, BlockEntry> =
+    HashMap::with_max_entries(DEFAULT_BLOCK_V6_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub(crate) static BLOCK_V4_SUMMARY: Array<V4LengthMask> = Array::with_max_entries(SUMMARY_BUCKETS, 0);
+
+#[map]
+pub(crate) static BLOCK_V6_SUMMARY: Array<V6LengthMask> = Array::with_max_entries(SUMMARY_BUCKETS, 0);
+
+#[map]
+pub(crate) static BLOCK_V4_FILTER: Array<u64> = Array::with_max_entries(V4_FILTER_WORDS, 0);
+
+#[map]
+pub(crate) static BLOCK_V6_FILTER: Array<u64> = Array::with_max_entries(V6_FILTER_WORDS, 0);
+
+/// Rate-limit rules, double-buffered: the agent writes the half not in use,
+/// then flips `RATE_CONFIG.active` in one store, so a packet sees either the
+/// old rule set or the new one, never a mix.
+#[map]
+pub(crate) static RATE_RULES: Array<RateRule> = Array::with_max_entries(2 * MAX_RATE_RULES, 0);
+
+#[map]
+pub(crate) static RATE_CONFIG: Array<RateConfig> = Array::with_max_entries(1, 0);
+
+/// Per (rule, source prefix) bucket state. LRU: a flood of new sources
+/// evicts the least recently seen state instead of failing to insert.
+#[map]
+pub(crate) static RATE_STATE: LruHashMap<RateKey, RateState> =
+    LruHashMap::with_max_entries(DEFAULT_RATE_STATE_ENTRIES, 0);
+
+/// Events for the agent (offenders), at most one per key per interval.
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
+
+/// Packets over each rule's limit (per slot of `RATE_RULES`), per CPU.
+#[map]
+pub(crate) static RATE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2 * MAX_RATE_RULES, 0);
+
+/// Per-CPU housekeeping counters (events lost, state keys created, ...).
+#[map]
+pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
