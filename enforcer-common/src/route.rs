@@ -121,7 +121,14 @@ pub struct RespState {
 /// payload) over its pseudo-header sum. `pseudo` is the one's-complement
 /// sum of the pseudo-header words; the result goes in the header as is.
 #[inline(always)]
-pub const fn tcp_rst_checksum(pseudo: u32, sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> u16 {
+pub const fn tcp_rst_checksum(
+    pseudo: u32,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+) -> u16 {
     let mut sum: u64 = pseudo as u64;
     sum += sport as u64;
     sum += dport as u64;
@@ -163,6 +170,32 @@ pub const fn pseudo_v6(src: &[u8; 16], dst: &[u8; 16]) -> u32 {
         i += 2;
     }
     s
+}
+
+/// Sum of the two big-endian 16-bit words of 4 bytes loaded from memory as
+/// a native `u32` (how the XDP program reads them: a word at a time).
+#[inline(always)]
+pub const fn words32(raw: u32) -> u32 {
+    let v = u32::from_be(raw);
+    (v >> 16) + (v & 0xFFFF)
+}
+
+/// Sum of the four big-endian 16-bit words of 8 bytes loaded as a native `u64`.
+#[inline(always)]
+pub const fn words64(raw: u64) -> u32 {
+    let v = u64::from_be(raw);
+    ((v >> 48) + ((v >> 32) & 0xFFFF) + ((v >> 16) & 0xFFFF) + (v & 0xFFFF)) as u32
+}
+
+/// TTL of the resets the `reject` action sends.
+pub const RST_TTL: u8 = 64;
+
+/// The header checksum of a reset's IPv4 header (version 4, IHL 5, total
+/// length 40, ID 0, DF, TTL `RST_TTL`, TCP) given the sum of its address
+/// words.
+#[inline(always)]
+pub const fn rst_ipv4_checksum(addr_sum: u32) -> u16 {
+    fold(0x4500 + 40 + 0x4000 + (((RST_TTL as u64) << 8) | 6) + addr_sum as u64)
 }
 
 /// The IPv4 header checksum of a 20-byte header without options, given its
@@ -216,7 +249,14 @@ mod tests {
         pseudo.extend_from_slice(&dst);
         pseudo.extend_from_slice(&[0, 6, 0, 20]);
         let want = reference(&[&pseudo, &tcp]);
-        let got = tcp_rst_checksum(pseudo_v4(src, dst), 80, 40000, 0xDEAD_BEEF, 0x0102_0304, 0x14);
+        let got = tcp_rst_checksum(
+            pseudo_v4(src, dst),
+            80,
+            40000,
+            0xDEAD_BEEF,
+            0x0102_0304,
+            0x14,
+        );
         assert_eq!(got, want);
         let s6 = [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
         let d6 = [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
@@ -225,13 +265,31 @@ mod tests {
         p6.extend_from_slice(&d6);
         p6.extend_from_slice(&[0, 0, 0, 20, 0, 0, 0, 6]);
         assert_eq!(
-            tcp_rst_checksum(pseudo_v6(&s6, &d6), 80, 40000, 0xDEAD_BEEF, 0x0102_0304, 0x14),
+            tcp_rst_checksum(
+                pseudo_v6(&s6, &d6),
+                80,
+                40000,
+                0xDEAD_BEEF,
+                0x0102_0304,
+                0x14
+            ),
             reference(&[&p6, &tcp])
         );
-        let mut ip = [0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 19, 7, 9];
+        let mut ip = [
+            0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 19, 7, 9,
+        ];
         let c = ipv4_checksum(&ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(reference(&[&ip]), 0);
+        // The word-at-a-time forms agree with the byte forms.
+        let a = words32(u32::from_ne_bytes(src)) + words32(u32::from_ne_bytes(dst));
+        assert_eq!(a + 26, pseudo_v4(src, dst));
+        assert_eq!(rst_ipv4_checksum(a), c);
+        let w = |b: &[u8]| words64(u64::from_ne_bytes(b.try_into().unwrap()));
+        assert_eq!(
+            w(&s6[..8]) + w(&s6[8..]) + w(&d6[..8]) + w(&d6[8..]) + 26,
+            pseudo_v6(&s6, &d6)
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use enforcer_common::{
     prefix::mask_v6,
     ratelimit::{
         EVENT_RATE_LIMIT, FLAG_MONITOR, KIND_PACKETS, KIND_SYN, LimitEvent, MAX_RATE_RULES,
-        RateKey, RateRule, RateState, gcra,
+        RateKey, RateState, gcra,
     },
     stats::{STAT_EVENTS_LOST, STAT_EVENTS_SENT, STAT_RATE_KEYS_CREATED},
 };
@@ -50,7 +50,8 @@ struct LimitWalk {
 /// Verifier workaround: the rule loop runs under `bpf_loop`, whose callback
 /// is verified once; unrolled, eight branchy rule evaluations on top of the
 /// parsers and list lookups approach the verifier's instruction budget.
-#[inline(always)]
+/// Not inlined either, for a stack frame of its own.
+#[inline(never)]
 pub(crate) fn rate_limit(u: &Unlisted) -> Option<Outcome> {
     let cfg = RATE_CONFIG.get(0)?;
     let active = cfg.active;
@@ -81,14 +82,8 @@ pub(crate) fn rate_limit(u: &Unlisted) -> Option<Outcome> {
     }
     match (walk.reason, walk.dropped) {
         (0, _) => None,
-        (reason, 1) => Some(Outcome {
-            verdict: Verdict::Drop,
-            reason,
-        }),
-        (reason, _) => Some(Outcome {
-            verdict: Verdict::Monitor,
-            reason,
-        }),
+        (reason, 1) => Some(Outcome::new(Verdict::Drop, reason)),
+        (reason, _) => Some(Outcome::new(Verdict::Monitor, reason)),
     }
 }
 
@@ -120,7 +115,7 @@ extern "C" fn limit_step(index: u64, ctx: *mut c_void) -> i64 {
         family: w.family,
         addr: mask_v6(&w.src, len),
     };
-    if conforms(&key, rule, w.now) {
+    if conforms(&key, rule.interval_ns, rule.tolerance_ns, w.now) {
         return 0;
     }
     let reason = if rule.kind == KIND_SYN {
@@ -146,12 +141,12 @@ extern "C" fn limit_step(index: u64, ctx: *mut c_void) -> i64 {
 
 /// Takes a token from `key`'s bucket if it has one.
 #[inline(always)]
-pub(crate) fn conforms(key: &RateKey, rule: &RateRule, now: u64) -> bool {
+pub(crate) fn conforms(key: &RateKey, interval_ns: u64, tolerance_ns: u64, now: u64) -> bool {
     let Some(state) = RATE_STATE.get_ptr_mut(key) else {
         // First packet of this key: it conforms (a full bucket), and state
         // starts with its token taken.
         let fresh = RateState {
-            tat: gcra(0, now, rule.interval_ns, rule.tolerance_ns).unwrap_or(now),
+            tat: gcra(0, now, interval_ns, tolerance_ns).unwrap_or(now),
             last_event_ns: 0,
             drops: 0,
         };
@@ -167,7 +162,7 @@ pub(crate) fn conforms(key: &RateKey, rule: &RateRule, now: u64) -> bool {
     // (aligned 8-byte accesses).
     // SAFETY: `state` points into a live map value for this program run.
     let tat = unsafe { core::ptr::read_volatile(&raw const (*state).tat) };
-    match gcra(tat, now, rule.interval_ns, rule.tolerance_ns) {
+    match gcra(tat, now, interval_ns, tolerance_ns) {
         Some(new) => {
             // SAFETY: as above.
             unsafe { core::ptr::write_volatile(&raw mut (*state).tat, new) };

@@ -15,7 +15,9 @@ use enforcer_common::{
     time::is_expired,
 };
 
-use crate::maps::{BLOCK_V4, BLOCK_V4_FILTER, BLOCK_V4_SUMMARY, BLOCK_V6, BLOCK_V6_FILTER, BLOCK_V6_SUMMARY};
+use crate::maps::{
+    BLOCK_V4, BLOCK_V4_FILTER, BLOCK_V4_SUMMARY, BLOCK_V6, BLOCK_V6_FILTER, BLOCK_V6_SUMMARY,
+};
 
 /// Result of a blocklist lookup.
 #[derive(Clone, Copy)]

@@ -8,9 +8,11 @@
 #![no_std]
 #![no_main]
 
+mod http;
 mod limits;
 mod lists;
 mod maps;
+mod reject;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, maps::lpm_trie::Key, programs::XdpContext};
 use enforcer_common::counters::{Reason, Verdict, block_reason, counter_index};
@@ -34,11 +36,13 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     #[inline(always)]
+    pub(crate) const fn new(verdict: Verdict, reason: u32) -> Self {
+        Self { verdict, reason }
+    }
+
+    #[inline(always)]
     const fn pass(reason: Reason) -> Self {
-        Self {
-            verdict: Verdict::Pass,
-            reason: reason as u32,
-        }
+        Self::new(Verdict::Pass, reason as u32)
     }
 
     #[inline(always)]
@@ -53,14 +57,28 @@ impl Outcome {
 #[xdp]
 pub fn enforcer(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    let outcome = decide(&pkt);
+    let len = pkt.len() as u64;
+    let mut u = Unlisted::default();
+    // Verifier workaround: the stages run one after the other from here, each
+    // in its own frame (`classify`, `rate_limit`, `stage` and `build_rst` are
+    // not inlined), so their stacks never add up past the 512-byte limit.
+    let mut outcome = match classify(&pkt, &mut u) {
+        Some(o) => o,
+        None => limits::rate_limit(&u)
+            .or_else(|| http::stage(&ctx, &u))
+            .unwrap_or_else(|| unlisted(u.expired)),
+    };
+    // A reset that cannot be built (IP options, extension headers) is a drop.
+    if outcome.verdict == Verdict::Reject && !reject::build_rst(&ctx, &u) {
+        outcome.verdict = Verdict::Drop;
+    }
     // The single exit: every packet is counted here, by verdict and reason.
     let idx = counter_index(outcome.verdict as u32, outcome.reason);
     if let Some(c) = COUNTERS.get_ptr_mut(idx) {
         // SAFETY: a per-CPU slot, written only by this CPU with preemption off.
         unsafe {
             (*c).packets += 1;
-            (*c).bytes += pkt.len() as u64;
+            (*c).bytes += len;
         }
     }
     match outcome.verdict {
@@ -70,34 +88,29 @@ pub fn enforcer(ctx: XdpContext) -> u32 {
     }
 }
 
-#[inline(always)]
-fn decide(pkt: &Packet) -> Outcome {
+/// Parses the packet and looks its source up in the lists: `Some` when that
+/// decides it, else `None` with `u` filled in for the later stages.
+///
+/// Verifier workaround: it takes the packet's bounds, not the context. Given
+/// the context, LLVM passes the 32-bit `data`/`data_end` fields instead and
+/// widens them here with shifts, and the verifier forbids arithmetic on
+/// `data_end`.
+#[inline(never)]
+fn classify(pkt: &Packet, u: &mut Unlisted) -> Option<Outcome> {
     let l2 = match parse_l2(pkt) {
         Ok(l2) => l2,
-        Err(e) => return Outcome::from_parse_error(e),
+        Err(e) => return Some(Outcome::from_parse_error(e)),
     };
-    let flow = match l2.ethertype {
-        ETH_P_IP => decide_v4(pkt, l2.l3_off),
-        ETH_P_IPV6 => decide_v6(pkt, l2.l3_off),
-        _ => return Outcome::pass(Reason::NonIp),
+    let r = match l2.ethertype {
+        ETH_P_IP => classify_v4(pkt, l2.l3_off, u),
+        ETH_P_IPV6 => classify_v6(pkt, l2.l3_off, u),
+        _ => return Some(Outcome::pass(Reason::NonIp)),
     };
-    // One call site for both families keeps the verifier's work in check.
-    match flow {
-        Flow::Done(o) => o,
-        Flow::Limit(next) => limits::rate_limit(&next).unwrap_or_else(|| unlisted(next.block)),
-    }
-}
-
-/// Where a packet goes after the family-specific stages.
-enum Flow {
-    /// Decided.
-    Done(Outcome),
-    /// Neither allowed nor blocked: on to the rate limits.
-    Limit(Unlisted),
+    r.err()
 }
 
 /// A packet the lists did not decide.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub(crate) struct Unlisted {
     /// 4 or 6.
     family: u32,
@@ -105,90 +118,126 @@ pub(crate) struct Unlisted {
     src: [u8; 16],
     /// A TCP SYN without ACK.
     syn: bool,
-    block: Block,
+    /// Blocklist entries cover the source, all expired.
+    expired: bool,
+    /// A TCP segment with its header complete (the fields below are valid).
+    tcp: bool,
+    dport: u16,
+    l3: usize,
+    l4: usize,
+    payload_off: usize,
+    payload_len: usize,
+    /// No IPv4 options, no IPv6 extension headers.
+    plain: bool,
 }
 
+/// The TCP fields later stages need, when the segment has a complete header.
+#[derive(Clone, Copy, Default)]
+struct Tcp {
+    tcp: bool,
+    syn: bool,
+    dport: u16,
+    payload_off: usize,
+    payload_len: usize,
+}
+
+/// Reads the TCP header at `l4` (if the packet is TCP with its header) and
+/// the payload's extent, bounded by the IP length (not Ethernet padding).
 #[inline(always)]
-fn decide_v4(pkt: &Packet, l3: usize) -> Flow {
-    let src = match v4_source(pkt, l3) {
-        Ok(s) => s,
-        Err(e) => return Flow::Done(Outcome::from_parse_error(e)),
+fn tcp_info(pkt: &Packet, l4: &L4, ip_end: usize) -> Tcp {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    if !l4.has_header || l4.proto != IPPROTO_TCP {
+        return Tcp::default();
+    }
+    let Some(h) = pkt.load::<[u8; 14]>(l4.off) else {
+        return Tcp::default();
     };
+    let payload_off = l4.off + ((h[12] >> 4) as usize) * 4;
+    let end = if ip_end < pkt.len() {
+        ip_end
+    } else {
+        pkt.len()
+    };
+    Tcp {
+        tcp: true,
+        syn: h[TCP_FLAGS_OFF] & (SYN | ACK) == SYN,
+        dport: u16::from_be_bytes([h[2], h[3]]),
+        payload_off,
+        payload_len: end.saturating_sub(payload_off),
+    }
+}
+
+/// `Err` carries the outcome when the lists (or a parse error) decide.
+#[inline(always)]
+fn classify_v4(pkt: &Packet, l3: usize, u: &mut Unlisted) -> Result<(), Outcome> {
+    let src = v4_source(pkt, l3).map_err(Outcome::from_parse_error)?;
     if ALLOW_V4.get(Key::new(32, src)).is_some() {
-        return Flow::Done(Outcome::pass(Reason::Allowlisted));
+        return Err(Outcome::pass(Reason::Allowlisted));
     }
     let block = block_v4(src);
     if let Block::Hit(e) = block {
-        return Flow::Done(Outcome {
-            verdict: Verdict::Drop,
-            reason: block_reason(e.origin),
-        });
+        return Err(Outcome::new(Verdict::Drop, block_reason(e.origin)));
     }
-    let l4 = match v4_transport(pkt, l3) {
-        Ok(l4) => l4,
-        Err(e) => return Flow::Done(Outcome::from_parse_error(e)),
-    };
+    let l4 = v4_transport(pkt, l3).map_err(Outcome::from_parse_error)?;
     let mut src16 = [0u8; 16];
     src16[0] = src[0];
     src16[1] = src[1];
     src16[2] = src[2];
     src16[3] = src[3];
-    Flow::Limit(Unlisted {
+    let total = pkt.be16(l3 + 2).unwrap_or(0) as usize;
+    let t = tcp_info(pkt, &l4, l3 + total);
+    *u = Unlisted {
         family: 4,
         src: src16,
-        syn: is_syn(pkt, &l4),
-        block,
-    })
+        syn: t.syn,
+        expired: matches!(block, Block::Expired),
+        tcp: t.tcp,
+        dport: t.dport,
+        l3,
+        l4: l4.off,
+        payload_off: t.payload_off,
+        payload_len: t.payload_len,
+        plain: l4.off == l3 + 20,
+    };
+    Ok(())
 }
 
 #[inline(always)]
-fn decide_v6(pkt: &Packet, l3: usize) -> Flow {
-    let src = match v6_source(pkt, l3) {
-        Ok(s) => s,
-        Err(e) => return Flow::Done(Outcome::from_parse_error(e)),
-    };
+fn classify_v6(pkt: &Packet, l3: usize, u: &mut Unlisted) -> Result<(), Outcome> {
+    let src = v6_source(pkt, l3).map_err(Outcome::from_parse_error)?;
     if ALLOW_V6.get(Key::new(128, src)).is_some() {
-        return Flow::Done(Outcome::pass(Reason::Allowlisted));
+        return Err(Outcome::pass(Reason::Allowlisted));
     }
     let block = block_v6(&src);
     if let Block::Hit(e) = block {
-        return Flow::Done(Outcome {
-            verdict: Verdict::Drop,
-            reason: block_reason(e.origin),
-        });
+        return Err(Outcome::new(Verdict::Drop, block_reason(e.origin)));
     }
-    let l4 = match v6_transport(pkt, l3) {
-        Ok(l4) => l4,
-        Err(e) => return Flow::Done(Outcome::from_parse_error(e)),
-    };
-    Flow::Limit(Unlisted {
+    let l4 = v6_transport(pkt, l3).map_err(Outcome::from_parse_error)?;
+    let payload = pkt.be16(l3 + 4).unwrap_or(0) as usize;
+    let t = tcp_info(pkt, &l4, l3 + 40 + payload);
+    *u = Unlisted {
         family: 6,
         src,
-        syn: is_syn(pkt, &l4),
-        block,
-    })
-}
-
-/// A TCP segment opening a connection: SYN set, ACK clear.
-#[inline(always)]
-fn is_syn(pkt: &Packet, l4: &L4) -> bool {
-    const SYN: u8 = 0x02;
-    const ACK: u8 = 0x10;
-    if !l4.has_header || l4.proto != IPPROTO_TCP {
-        return false;
-    }
-    // Verifier workaround: a 1-byte read compiles to `ptr >= end`, from which
-    // the verifier learns no range for a variable offset; read the data-offset
-    // and flags bytes together (the header was checked to be complete).
-    pkt.load::<[u8; 2]>(l4.off + TCP_FLAGS_OFF - 1)
-        .is_some_and(|b| b[1] & (SYN | ACK) == SYN)
+        syn: t.syn,
+        expired: matches!(block, Block::Expired),
+        tcp: t.tcp,
+        dport: t.dport,
+        l3,
+        l4: l4.off,
+        payload_off: t.payload_off,
+        payload_len: t.payload_len,
+        plain: l4.off == l3 + 40,
+    };
+    Ok(())
 }
 
 #[inline(always)]
-const fn unlisted(block: Block) -> Outcome {
-    match block {
-        Block::Expired => Outcome::pass(Reason::ExpiredBlock),
-        _ => Outcome::pass(Reason::NotListed),
+const fn unlisted(expired: bool) -> Outcome {
+    if expired {
+        Outcome::pass(Reason::ExpiredBlock)
+    } else {
+        Outcome::pass(Reason::NotListed)
     }
 }
 

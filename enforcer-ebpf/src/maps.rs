@@ -15,11 +15,15 @@ use enforcer_common::{
     },
     prefix::{SUMMARY_BUCKETS, V4_FILTER_WORDS, V4LengthMask, V6_FILTER_WORDS, V6LengthMask},
     ratelimit::{EVENT_RING_BYTES, MAX_RATE_RULES, RateConfig, RateKey, RateRule, RateState},
+    route::{HttpConfig, MAX_ROUTES, ROUTE_KEY_DATA, RespKey, RespState, RouteValue},
     stats::STAT_SLOTS,
 };
 
+use crate::http::Scratch;
+
 #[map]
-pub(crate) static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+pub(crate) static COUNTERS: PerCpuArray<Counter> =
+    PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
 
 #[map]
 pub(crate) static ALLOW_V4: LpmTrie<[u8; 4], AllowEntry> =
@@ -38,10 +42,12 @@ pub(crate) static BLOCK_V6: HashMap<PrefixKeyV6, BlockEntry> =
     HashMap::with_max_entries(DEFAULT_BLOCK_V6_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map]
-pub(crate) static BLOCK_V4_SUMMARY: Array<V4LengthMask> = Array::with_max_entries(SUMMARY_BUCKETS, 0);
+pub(crate) static BLOCK_V4_SUMMARY: Array<V4LengthMask> =
+    Array::with_max_entries(SUMMARY_BUCKETS, 0);
 
 #[map]
-pub(crate) static BLOCK_V6_SUMMARY: Array<V6LengthMask> = Array::with_max_entries(SUMMARY_BUCKETS, 0);
+pub(crate) static BLOCK_V6_SUMMARY: Array<V6LengthMask> =
+    Array::with_max_entries(SUMMARY_BUCKETS, 0);
 
 #[map]
 pub(crate) static BLOCK_V4_FILTER: Array<u64> = Array::with_max_entries(V4_FILTER_WORDS, 0);
@@ -70,8 +76,43 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0)
 
 /// Packets over each rule's limit (per slot of `RATE_RULES`), per CPU.
 #[map]
-pub(crate) static RATE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2 * MAX_RATE_RULES, 0);
+pub(crate) static RATE_HITS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(2 * MAX_RATE_RULES, 0);
 
 /// Per-CPU housekeeping counters (events lost, state keys created, ...).
 #[map]
 pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
+
+/// HTTP ports, one bit per port (1024 words of 64).
+#[map]
+pub(crate) static HTTP_PORTS: Array<u64> = Array::with_max_entries(1024, 0);
+
+#[map]
+pub(crate) static HTTP_CONFIG: Array<HttpConfig> = Array::with_max_entries(1, 0);
+
+/// Route tries, double-buffered like the rate rules: `HTTP_CONFIG.active`
+/// says which one is live.
+#[map]
+pub(crate) static ROUTES0: LpmTrie<[u8; ROUTE_KEY_DATA], RouteValue> =
+    LpmTrie::with_max_entries(MAX_ROUTES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub(crate) static ROUTES1: LpmTrie<[u8; ROUTE_KEY_DATA], RouteValue> =
+    LpmTrie::with_max_entries(MAX_ROUTES, BPF_F_NO_PREALLOC);
+
+/// Requests matched, and over the limit, per route slot (live half by
+/// generation), per CPU.
+#[map]
+pub(crate) static ROUTE_REQS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2 * MAX_ROUTES, 0);
+
+#[map]
+pub(crate) static ROUTE_OVER: PerCpuArray<u64> = PerCpuArray::with_max_entries(2 * MAX_ROUTES, 0);
+
+/// Working memory of the HTTP stage (too big for the 512-byte stack).
+#[map]
+pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Responses per (status class, client key) since the key's last report.
+#[map]
+pub(crate) static RESP_STATE: LruHashMap<RespKey, RespState> =
+    LruHashMap::with_max_entries(262_144, 0);

@@ -56,6 +56,17 @@ impl Packet {
         Some(unsafe { core::ptr::read_unaligned(p) })
     }
 
+    /// Writes `value` at `offset`, if the whole `T` lies inside the packet.
+    #[inline(always)]
+    pub fn store<T: Copy>(&self, offset: usize, value: T) -> bool {
+        let Some(p) = self.ptr_at::<T>(offset) else {
+            return false;
+        };
+        // SAFETY: bounds checked by `ptr_at`; XDP packet memory is writable.
+        unsafe { core::ptr::write_unaligned(p.cast_mut(), value) };
+        true
+    }
+
     /// The byte at `offset`.
     #[inline(always)]
     pub fn byte(&self, offset: usize) -> Option<u8> {

@@ -153,6 +153,24 @@ impl RequestScan {
         }
     }
 
+    /// Starts a new scan in place (no temporary: in BPF the scan lives in a
+    /// per-CPU map, and a copy would not fit the 512-byte stack). The path
+    /// bytes are not cleared: `path_len` says how many are valid.
+    #[inline(always)]
+    pub fn reset(&mut self) {
+        self.state = S_TARGET;
+        self.is_request = 0;
+        self.version_ok = 0;
+        self.absolute = 0;
+        self.path_len = 0;
+        self.host = 0;
+        self.hash = FNV_OFFSET;
+        self.skip = 0;
+        self.lit = 0;
+        self.lit_pos = 0;
+        self.host_len = 0;
+    }
+
     #[inline(always)]
     fn push_path(&mut self, c: u8) {
         let n = self.path_len as usize;

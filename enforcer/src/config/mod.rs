@@ -6,6 +6,7 @@
 //! is reported where it stands, and all problems are reported at once.
 
 mod error;
+pub mod http;
 pub mod ratelimit;
 pub mod sources;
 
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use error::{ConfigError, ConfigErrors, Source};
+pub use http::{HttpConfig, ResponseRule, RouteSpec};
 pub use ratelimit::{BanPolicy, RateLimitConfig, RuleSpec};
 pub use sources::{CrowdsecSpec, FeedFormat, FeedSpec};
 
@@ -50,6 +52,8 @@ pub struct Config {
     pub ratelimit: RateLimitConfig,
     /// Prometheus endpoint address; `None` when disabled.
     pub metrics: Option<std::net::SocketAddr>,
+    /// HTTP ports, routes and response detection.
+    pub http: HttpConfig,
     /// Blocklist feeds to follow.
     pub feeds: Vec<FeedSpec>,
     /// CrowdSec bouncer mode.
@@ -77,6 +81,7 @@ impl Default for Config {
             block: Vec::new(),
             ratelimit: RateLimitConfig::default(),
             metrics: DEFAULT_METRICS.parse().ok(),
+            http: HttpConfig::default(),
             feeds: Vec::new(),
             crowdsec: None,
             files: Vec::new(),
@@ -99,6 +104,12 @@ struct RawConfig {
     ratelimit: ratelimit::RawRateLimit,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    http: http::RawHttp,
+    #[serde(default)]
+    routes: Vec<http::RawRoute>,
+    #[serde(default)]
+    detect: http::RawDetect,
     #[serde(default)]
     feeds: Vec<sources::RawFeed>,
     crowdsec: Option<sources::RawCrowdsec>,
@@ -322,6 +333,15 @@ impl Config {
             &mut cfg.ratelimit,
             &mut names.limits,
         );
+        http::validate(
+            &src,
+            &raw.http,
+            &raw.routes,
+            &raw.detect,
+            errors,
+            &mut cfg.http,
+            &mut names.routes,
+        );
         sources::validate(
             &src,
             &raw.feeds,
@@ -405,6 +425,7 @@ pub fn drop_ins(main: &Path) -> Vec<PathBuf> {
 pub(crate) struct Names {
     pub(crate) limits: std::collections::HashMap<String, String>,
     pub(crate) feeds: std::collections::HashMap<String, String>,
+    pub(crate) routes: std::collections::HashMap<String, String>,
 }
 
 fn prefix_list(
