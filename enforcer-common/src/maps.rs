@@ -18,9 +18,17 @@ pub const RATE_STATE: &str = "RATE_STATE";
 pub const EVENTS: &str = "EVENTS";
 pub const STATS: &str = "STATS";
 pub const RATE_HITS: &str = "RATE_HITS";
+pub const HTTP_PORTS: &str = "HTTP_PORTS";
+pub const HTTP_CONFIG: &str = "HTTP_CONFIG";
+pub const ROUTES0: &str = "ROUTES0";
+pub const ROUTES1: &str = "ROUTES1";
+pub const ROUTE_REQS: &str = "ROUTE_REQS";
+pub const ROUTE_OVER: &str = "ROUTE_OVER";
+pub const RESP_COUNTS: &str = "RESP_COUNTS";
+pub const RESP_STATE: &str = "RESP_STATE";
 
 /// Every map the agent pins, in a stable order.
-pub const PINNED: [&str; 15] = [
+pub const PINNED: [&str; 23] = [
     COUNTERS,
     ALLOW_V4,
     ALLOW_V6,
@@ -36,10 +44,21 @@ pub const PINNED: [&str; 15] = [
     EVENTS,
     STATS,
     RATE_HITS,
+    HTTP_PORTS,
+    HTTP_CONFIG,
+    ROUTES0,
+    ROUTES1,
+    ROUTE_REQS,
+    ROUTE_OVER,
+    RESP_COUNTS,
+    RESP_STATE,
 ];
 
 /// Default capacity of the rate-limit state (keys across all rules).
 pub const DEFAULT_RATE_STATE_ENTRIES: u32 = 1_000_000;
+
+/// Capacity of the per-client response counters (LRU).
+pub const DEFAULT_RESP_STATE_ENTRIES: u32 = 262_144;
 
 /// Default capacity of the IPv4 block map (the agent may resize at load).
 pub const DEFAULT_BLOCK_V4_ENTRIES: u32 = 2_000_000;

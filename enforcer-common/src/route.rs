@@ -59,6 +59,11 @@ pub struct HttpConfig {
     /// Client key tiers for response counting.
     pub resp_v4_len: u32,
     pub resp_v6_len: u32,
+    /// A key also reports as soon as it has this many unreported responses
+    /// of one class (the smallest detection threshold: a burst is seen at
+    /// once, not an interval later). 0: only by interval.
+    pub resp_batch: u32,
+    pub _pad: u32,
 }
 
 /// Rate-limit state keys of routes: `ROUTE_RULE_BASE + route id`.
@@ -295,7 +300,7 @@ mod tests {
     #[test]
     fn layouts() {
         assert_eq!(core::mem::size_of::<RouteValue>(), 40);
-        assert_eq!(core::mem::size_of::<HttpConfig>(), 24);
+        assert_eq!(core::mem::size_of::<HttpConfig>(), 32);
         assert_eq!(core::mem::size_of::<RequestSample>(), 48);
         assert_eq!(core::mem::size_of::<ResponseReport>(), 48);
         assert_eq!(core::mem::size_of::<RespKey>(), 24);

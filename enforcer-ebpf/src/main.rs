@@ -13,6 +13,7 @@ mod limits;
 mod lists;
 mod maps;
 mod reject;
+mod responses;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, maps::lpm_trie::Key, programs::XdpContext};
 use enforcer_common::counters::{Reason, Verdict, block_reason, counter_index};

@@ -9,9 +9,10 @@ use aya_ebpf::{
 use enforcer_common::{
     blocklist::{AllowEntry, BlockEntry, PrefixKeyV4, PrefixKeyV6},
     counters::{COUNTER_ENTRIES, Counter},
+    http::STATUS_CLASSES,
     maps::{
         DEFAULT_ALLOW_ENTRIES, DEFAULT_BLOCK_V4_ENTRIES, DEFAULT_BLOCK_V6_ENTRIES,
-        DEFAULT_RATE_STATE_ENTRIES,
+        DEFAULT_RATE_STATE_ENTRIES, DEFAULT_RESP_STATE_ENTRIES,
     },
     prefix::{SUMMARY_BUCKETS, V4_FILTER_WORDS, V4LengthMask, V6_FILTER_WORDS, V6LengthMask},
     ratelimit::{EVENT_RING_BYTES, MAX_RATE_RULES, RateConfig, RateKey, RateRule, RateState},
@@ -112,7 +113,11 @@ pub(crate) static ROUTE_OVER: PerCpuArray<u64> = PerCpuArray::with_max_entries(2
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// Responses seen per status class (`http::STATUS_*`), per CPU.
+#[map]
+pub(crate) static RESP_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATUS_CLASSES, 0);
+
 /// Responses per (status class, client key) since the key's last report.
 #[map]
 pub(crate) static RESP_STATE: LruHashMap<RespKey, RespState> =
-    LruHashMap::with_max_entries(262_144, 0);
+    LruHashMap::with_max_entries(DEFAULT_RESP_STATE_ENTRIES, 0);

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_common::ratelimit::LimitEvent;
+use enforcer_common::{ratelimit::LimitEvent, route::ROUTE_RULE_BASE};
 use ipnet::IpNet;
 
 use crate::config::{BanPolicy, RuleSpec};
@@ -51,6 +51,8 @@ pub struct TopKey {
 pub struct Detector {
     policy: BanPolicy,
     rules: Vec<RuleSpec>,
+    /// Route names, for route-limit reports (rule `ROUTE_RULE_BASE + id`).
+    routes: Vec<String>,
     reports: HashMap<IpNet, VecDeque<Instant>>,
     bans: HashMap<IpNet, u32>,
     totals: HashMap<(usize, IpNet), KeyTotals>,
@@ -59,13 +61,18 @@ pub struct Detector {
 
 /// The prefix an event's key stands for.
 pub fn event_prefix(ev: &LimitEvent) -> Option<IpNet> {
-    let len = u8::try_from(ev.prefix_len).ok()?;
-    match ev.family {
+    key_prefix(ev.family, ev.prefix_len, &ev.addr)
+}
+
+/// The prefix of a kernel key: family, prefix length, masked address.
+pub fn key_prefix(family: u32, prefix_len: u32, addr: &[u8; 16]) -> Option<IpNet> {
+    let len = u8::try_from(prefix_len).ok()?;
+    match family {
         4 => {
-            let a = Ipv4Addr::new(ev.addr[0], ev.addr[1], ev.addr[2], ev.addr[3]);
+            let a = Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]);
             IpNet::new(a.into(), len).ok()
         }
-        6 => IpNet::new(Ipv6Addr::from(ev.addr).into(), len).ok(),
+        6 => IpNet::new(Ipv6Addr::from(*addr).into(), len).ok(),
         _ => None,
     }
 }
@@ -75,6 +82,7 @@ impl Detector {
         Self {
             policy,
             rules,
+            routes: Vec::new(),
             reports: HashMap::new(),
             bans: HashMap::new(),
             totals: HashMap::new(),
@@ -86,6 +94,24 @@ impl Detector {
     pub fn reconfigure(&mut self, policy: BanPolicy, rules: Vec<RuleSpec>) {
         self.policy = policy;
         self.rules = rules;
+    }
+
+    /// Route names, in route order (at start and on reload).
+    pub fn set_routes(&mut self, routes: Vec<String>) {
+        self.routes = routes;
+    }
+
+    fn limit_name(&self, rule: usize) -> String {
+        if rule >= ROUTE_RULE_BASE as usize {
+            let id = rule - ROUTE_RULE_BASE as usize;
+            return self
+                .routes
+                .get(id)
+                .map_or_else(|| format!("route {id}"), |n| format!("route {n}"));
+        }
+        self.rules
+            .get(rule)
+            .map_or_else(|| format!("rule {rule}"), |r| r.name.clone())
     }
 
     pub fn rules(&self) -> &[RuleSpec] {
@@ -104,7 +130,9 @@ impl Detector {
         t.drops += ev.drops;
         t.reports += 1;
         self.prune(now);
-        if !self.policy.enabled {
+        // A route limit holds one endpoint; banning the client would take
+        // every other endpoint from it too. Its reports are totals only.
+        if !self.policy.enabled || ev.rule >= ROUTE_RULE_BASE {
             return None;
         }
         let window = self.policy.within;
@@ -166,10 +194,7 @@ impl Detector {
             .totals
             .iter()
             .map(|((rule, prefix), t)| TopKey {
-                limit: self
-                    .rules
-                    .get(*rule)
-                    .map_or_else(|| format!("rule {rule}"), |r| r.name.clone()),
+                limit: self.limit_name(*rule),
                 prefix: *prefix,
                 totals: t.clone(),
             })

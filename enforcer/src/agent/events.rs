@@ -6,6 +6,7 @@ use aya::maps::{MapData, RingBuf};
 use enforcer_common::{
     blocklist::Origin,
     ratelimit::{EVENT_RATE_LIMIT, LimitEvent},
+    route::{EVENT_REQUEST, EVENT_RESPONSE, RequestSample, ResponseReport},
 };
 use tokio::io::unix::AsyncFd;
 use tracing::{error, warn};
@@ -13,8 +14,35 @@ use tracing::{error, warn};
 use super::Agent;
 use crate::store::{Change, Kind, shared};
 
-/// The detector's `source` id in the decision store.
+/// The rate-limit detector's `source` id in the decision store.
 pub const SOURCE_RATE_LIMIT: u32 = 1;
+/// The response detector's `source` id.
+pub const SOURCE_RESPONSES: u32 = 2;
+
+/// One event from the ring buffer (every kind is 48 bytes, kind first).
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    Limit(LimitEvent),
+    Request(RequestSample),
+    Response(ResponseReport),
+}
+
+/// Decodes an event; `None` for an unknown kind or a short record.
+fn decode(item: &[u8]) -> Option<Event> {
+    fn read<T: Copy>(item: &[u8]) -> Option<T> {
+        (item.len() >= std::mem::size_of::<T>()).then(|| {
+            // SAFETY: the length was checked; the program writes whole
+            // records of plain integers, and the read is unaligned-safe.
+            unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<T>()) }
+        })
+    }
+    match read::<u32>(item)? {
+        EVENT_RATE_LIMIT => read(item).map(Event::Limit),
+        EVENT_REQUEST => read(item).map(Event::Request),
+        EVENT_RESPONSE => read(item).map(Event::Response),
+        _ => None,
+    }
+}
 
 /// Drains events as they arrive, until the task is dropped.
 pub async fn run(ring: RingBuf<MapData>, agent: Arc<Agent>) {
@@ -38,11 +66,7 @@ pub async fn run(ring: RingBuf<MapData>, agent: Arc<Agent>) {
         {
             let ring = guard.get_inner_mut();
             while let Some(item) = ring.next() {
-                if item.len() >= std::mem::size_of::<LimitEvent>() {
-                    // SAFETY: the program writes whole `LimitEvent`s; the
-                    // length was checked and the read is unaligned-safe.
-                    let ev =
-                        unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<LimitEvent>()) };
+                if let Some(ev) = decode(&item) {
                     batch.push(ev);
                 }
             }
@@ -56,28 +80,46 @@ pub async fn run(ring: RingBuf<MapData>, agent: Arc<Agent>) {
     }
 }
 
-fn handle(agent: &Agent, batch: &[LimitEvent]) {
+fn handle(agent: &Agent, batch: &[Event]) {
     let now = Instant::now();
-    let bans: Vec<_> = {
-        let Ok(mut d) = agent.detector.lock() else {
-            return;
-        };
-        batch
-            .iter()
-            .filter(|e| e.kind == EVENT_RATE_LIMIT)
-            .filter_map(|e| d.on_event(e, now))
-            .collect()
-    };
+    let mut bans = Vec::new();
+    if let Ok(mut d) = agent.detector.lock() {
+        for e in batch {
+            if let Event::Limit(e) = e
+                && let Some(b) = d.on_event(e, now)
+            {
+                bans.push((SOURCE_RATE_LIMIT, b));
+            }
+        }
+    }
+    if let Ok(mut d) = agent.responses.lock() {
+        for e in batch {
+            if let Event::Response(r) = e {
+                bans.extend(
+                    d.on_report(r, now)
+                        .into_iter()
+                        .map(|b| (SOURCE_RESPONSES, b)),
+                );
+            }
+        }
+    }
+    if let Ok(mut w) = agent.requests.lock() {
+        for e in batch {
+            if let Event::Request(s) = e {
+                w.add(s, now);
+            }
+        }
+    }
     if bans.is_empty() {
         return;
     }
     let changes = bans
         .into_iter()
-        .map(|b| Change::Put {
+        .map(|(source, b)| Change::Put {
             kind: Kind::Block,
             prefix: b.prefix,
             origin: Origin::Detector,
-            source: SOURCE_RATE_LIMIT,
+            source,
             reason: shared(&b.reason),
             ttl: Some(b.ttl),
         })

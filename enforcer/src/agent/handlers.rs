@@ -192,6 +192,7 @@ pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
         },
         Request::Status => status(agent),
         Request::Limits { top } => limits(agent, top),
+        Request::Routes { top } => routes(agent, top),
         Request::Reload => match super::policy::reload(agent, "enforcer reload") {
             Ok(()) => Reply::Reloaded {
                 files: agent
@@ -209,6 +210,50 @@ pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
         // Served by the control server itself (it owns the stream).
         Request::Log { .. } => internal("the decision log is not available".into()),
     }
+}
+
+fn routes(agent: &Agent, top: usize) -> Reply {
+    let (specs, sample_every) = match agent.config.lock() {
+        Ok(c) => (c.http.routes.clone(), c.http.sample_every),
+        Err(_) => return internal("agent state is poisoned".into()),
+    };
+    let (counts, responses) = match agent.http.lock() {
+        Ok(h) => (
+            h.route_counts().unwrap_or_default(),
+            h.response_counts().unwrap_or_default(),
+        ),
+        Err(_) => return internal("agent state is poisoned".into()),
+    };
+    let names: Vec<String> = specs.iter().map(|r| r.name.clone()).collect();
+    let (busiest_routes, busiest_clients) = match agent.requests.lock() {
+        Ok(mut w) => w.busiest(&names, top, std::time::Instant::now()),
+        Err(_) => return internal("agent state is poisoned".into()),
+    };
+    let routes = specs
+        .into_iter()
+        .zip(
+            counts
+                .into_iter()
+                .chain(std::iter::repeat(Default::default())),
+        )
+        .map(|(spec, c)| crate::control::protocol::RouteRow {
+            spec,
+            requests: c.requests,
+            over: c.over,
+        })
+        .collect();
+    Reply::Routes(Box::new(crate::control::protocol::RoutesView {
+        routes,
+        sample_every,
+        window_secs: super::http::SAMPLE_WINDOW.as_secs(),
+        busiest_routes,
+        busiest_clients,
+        responses: enforcer_common::http::STATUS_NAMES
+            .iter()
+            .zip(responses.into_iter().chain(std::iter::repeat(0)))
+            .map(|(n, c)| ((*n).to_owned(), c))
+            .collect(),
+    }))
 }
 
 /// Decisions from `enforcer decisions apply` (validated again here).

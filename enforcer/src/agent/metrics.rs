@@ -176,6 +176,69 @@ impl Collector for AgentCollector {
             )?;
         }
 
+        if let Ok(http) = agent.http.lock() {
+            let routes = agent
+                .config
+                .lock()
+                .map(|c| c.http.routes.clone())
+                .unwrap_or_default();
+            let counts = http.route_counts().unwrap_or_default();
+            let label = |r: &crate::config::RouteSpec| {
+                vec![
+                    ("route", r.name.clone()),
+                    ("method", r.method.clone()),
+                    ("action", r.action.clone()),
+                ]
+            };
+            let reqs: Vec<_> = routes
+                .iter()
+                .zip(&counts)
+                .map(|(r, c)| (label(r), c.requests))
+                .collect();
+            let over: Vec<_> = routes
+                .iter()
+                .zip(&counts)
+                .map(|(r, c)| (label(r), c.over))
+                .collect();
+            counter_family(
+                &mut enc,
+                "enforcer_route_requests",
+                "HTTP requests matched to each route (since the route set was installed).",
+                &reqs,
+            )?;
+            counter_family(
+                &mut enc,
+                "enforcer_route_over_limit",
+                "HTTP requests over their route's limit (dropped, rejected, or counted in monitor mode).",
+                &over,
+            )?;
+            let resp: Vec<_> = http
+                .response_counts()
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    (
+                        vec![(
+                            "status",
+                            enforcer_common::http::STATUS_NAMES
+                                .get(i)
+                                .copied()
+                                .unwrap_or("?")
+                                .to_owned(),
+                        )],
+                        n,
+                    )
+                })
+                .collect();
+            counter_family(
+                &mut enc,
+                "enforcer_http_responses",
+                "HTTP responses seen leaving on the HTTP ports, by status (the statuses detection watches).",
+                &resp,
+            )?;
+        }
+
         if let Ok(store) = agent.store.lock() {
             let s = &store.stats;
             let mut added: Vec<_> = s

@@ -10,6 +10,7 @@ pub mod crowdsec;
 pub mod detector;
 mod events;
 mod handlers;
+pub mod http;
 mod metrics;
 pub mod policy;
 
@@ -29,7 +30,7 @@ use crate::{
     control::server::{self, Access},
     kernel::{
         AttachedMode, Attachment, Datapath, LoadOptions, Programs, XdpModeChoice,
-        counters::Counters, prefix_maps::PrefixMaps, ratelimit::RateMaps,
+        counters::Counters, http::HttpMaps, prefix_maps::PrefixMaps, ratelimit::RateMaps,
     },
     store::{Kind, Store},
 };
@@ -60,6 +61,9 @@ pub struct Agent {
     pub(crate) reused_pins: bool,
     pub(crate) rate: Mutex<RateMaps>,
     pub(crate) detector: Mutex<detector::Detector>,
+    pub(crate) http: Mutex<HttpMaps>,
+    pub(crate) requests: Mutex<http::RequestWindow>,
+    pub(crate) responses: Mutex<http::ResponseDetector>,
     pub(crate) reloads_ok: std::sync::atomic::AtomicU64,
     pub(crate) reloads_failed: std::sync::atomic::AtomicU64,
     /// The last reload's error, shown by `status` until a reload succeeds.
@@ -166,9 +170,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     save_attachments(&cfg.state_dir, &dp.attachments);
     let parts = dp.split();
-    let (programs, maps, counters, mut rate) =
-        (parts.programs, parts.maps, parts.counters, parts.rate);
+    let (programs, maps, counters, mut rate, mut http_maps) = (
+        parts.programs,
+        parts.maps,
+        parts.counters,
+        parts.rate,
+        parts.http,
+    );
     install_limits(&mut rate, &cfg)?;
+    let responses =
+        http::ResponseDetector::new(cfg.http.responses.clone(), cfg.ratelimit.ban.clone());
+    install_http(&mut http_maps, &cfg, responses.batch())?;
+    let mut limit_detector =
+        detector::Detector::new(cfg.ratelimit.ban.clone(), cfg.ratelimit.rules.clone());
+    limit_detector.set_routes(route_names(&cfg));
 
     let hub = Arc::new(crate::store::log::LogHub::default());
     let mut store = Store::open(maps, &cfg.state_dir)?;
@@ -190,10 +205,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         started: Instant::now(),
         reused_pins,
         rate: Mutex::new(rate),
-        detector: Mutex::new(detector::Detector::new(
-            cfg.ratelimit.ban.clone(),
-            cfg.ratelimit.rules.clone(),
-        )),
+        detector: Mutex::new(limit_detector),
+        http: Mutex::new(http_maps),
+        requests: Mutex::new(http::RequestWindow::default()),
+        responses: Mutex::new(responses),
         reloads_ok: 0.into(),
         reloads_failed: 0.into(),
         last_reload_error: Mutex::new(None),
@@ -293,6 +308,26 @@ pub(crate) fn install_limits(rate: &mut RateMaps, cfg: &Config) -> anyhow::Resul
         .context("installing the rate limits")?;
     if !rules.is_empty() {
         info!(limits = rules.len(), "rate limits installed");
+    }
+    Ok(())
+}
+
+/// Route names in route order (route ids index it).
+pub(crate) fn route_names(cfg: &Config) -> Vec<String> {
+    cfg.http.routes.iter().map(|r| r.name.clone()).collect()
+}
+
+/// Makes the configured HTTP ports, routes and response settings live.
+pub(crate) fn install_http(http: &mut HttpMaps, cfg: &Config, batch: u32) -> anyhow::Result<()> {
+    http.install(&cfg.http, batch)
+        .context("installing the HTTP routes")?;
+    if !cfg.http.routes.is_empty() || !cfg.http.responses.is_empty() {
+        info!(
+            ports = ?cfg.http.ports,
+            routes = cfg.http.routes.len(),
+            response_rules = cfg.http.responses.len(),
+            "HTTP routes installed"
+        );
     }
     Ok(())
 }

@@ -175,8 +175,21 @@ pub fn reload(agent: &Agent, why: &str) -> Result<(), String> {
     {
         return fail(format!("{e:#}"));
     }
+    let batch = match agent.responses.lock() {
+        Ok(mut d) => {
+            d.reconfigure(new.http.responses.clone(), new.ratelimit.ban.clone());
+            d.batch()
+        }
+        Err(_) => 0,
+    };
+    if let Ok(mut http) = agent.http.lock()
+        && let Err(e) = super::install_http(&mut http, &new, batch)
+    {
+        return fail(format!("{e:#}"));
+    }
     if let Ok(mut d) = agent.detector.lock() {
         d.reconfigure(new.ratelimit.ban.clone(), new.ratelimit.rules.clone());
+        d.set_routes(super::route_names(&new));
     }
     let gone: Vec<FeedSpec> = old
         .feeds

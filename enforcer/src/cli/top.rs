@@ -29,6 +29,13 @@ pub struct TopArgs {
     /// Rows per table.
     #[arg(long, default_value_t = 10)]
     rows: usize,
+    /// Show HTTP routes: requests and over-limit per route, the busiest
+    /// routes and clients (from request samples), responses by status.
+    #[arg(long)]
+    routes: bool,
+    /// Print one frame to standard output and exit (no terminal needed).
+    #[arg(long)]
+    once: bool,
 }
 
 /// Restores the terminal however `top` ends.
@@ -133,10 +140,99 @@ fn frame(
     Ok(out)
 }
 
+/// The `--routes` frame. Per-route rates come from the exact kernel
+/// counters between two frames; the busiest lists from the samples.
+fn routes_frame(
+    socket: &Path,
+    rows: usize,
+    prev: &mut HashMap<(String, String), u64>,
+    dt: f64,
+) -> Result<Vec<String>, String> {
+    let v = match call(socket, &Request::Routes { top: rows }) {
+        Ok(Reply::Routes(v)) => v,
+        Ok(_) => return Err("unexpected reply".into()),
+        Err(_) => return Err(format!("the agent on {} does not answer", socket.display())),
+    };
+    let mut out = vec![
+        format!(
+            "enforcer top --routes — {} routes, 1 request in {} sampled   (q to quit)",
+            v.routes.len(),
+            v.sample_every
+        ),
+        String::new(),
+        format!(
+            "{:<20} {:<7} {:<24} {:<8} {:>12} {:>9} {:>10} {:>9}",
+            "ROUTE", "METHOD", "PATH", "ACTION", "REQUESTS", "REQ/S", "OVER", "OVER/S"
+        ),
+    ];
+    let mut routes = v.routes.clone();
+    routes.sort_by_key(|r| std::cmp::Reverse(r.requests));
+    for r in routes.iter().take(rows) {
+        let mut rate = |what: &str, n: u64| {
+            let key = (r.spec.name.clone(), what.to_owned());
+            let rate = prev
+                .get(&key)
+                .map_or(0.0, |p| n.saturating_sub(*p) as f64 / dt);
+            prev.insert(key, n);
+            rate
+        };
+        let (rq, ov) = (rate("req", r.requests), rate("over", r.over));
+        out.push(format!(
+            "{:<20} {:<7} {:<24} {:<8} {:>12} {:>9.0} {:>10} {:>9.0}",
+            r.spec.name, r.spec.method, r.spec.path, r.spec.action, r.requests, rq, r.over, ov
+        ));
+    }
+    out.push(String::new());
+    out.push(format!(
+        "BUSIEST ROUTES (sampled, last {} s)   {:<7} {:>10}",
+        v.window_secs, "METHOD", "REQ/S"
+    ));
+    for b in &v.busiest_routes {
+        out.push(format!("  {:<34} {:<7} {:>10.1}", b.route, b.method, b.rps));
+    }
+    out.push(String::new());
+    out.push(format!(
+        "{:<40} {:<20} {:<7} {:>10}",
+        "BUSIEST CLIENTS", "ROUTE", "METHOD", "REQ/S"
+    ));
+    for b in &v.busiest_clients {
+        out.push(format!(
+            "{:<40} {:<20} {:<7} {:>10.1}",
+            b.client, b.route, b.method, b.rps
+        ));
+    }
+    out.push(String::new());
+    out.push(
+        std::iter::once("RESPONSES".to_owned())
+            .chain(v.responses.iter().map(|(s, n)| format!("{s}: {n}")))
+            .collect::<Vec<_>>()
+            .join("   "),
+    );
+    Ok(out)
+}
+
 pub fn top(socket: &Path, a: &TopArgs) -> u8 {
     // Fail before touching the terminal if there is no agent.
     if let Err(code) = call(socket, &Request::Status) {
         return code;
+    }
+    let draw = |prev: &mut HashMap<(String, String), u64>, dt: f64| {
+        if a.routes {
+            routes_frame(socket, a.rows, prev, dt)
+        } else {
+            frame(socket, a.rows, prev, dt)
+        }
+    };
+    if a.once {
+        return match draw(&mut HashMap::new(), 1.0) {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                EXIT_OK
+            }
+            Err(e) => fail(e),
+        };
     }
     let screen = match Screen::enter() {
         Ok(s) => s,
@@ -147,7 +243,7 @@ pub fn top(socket: &Path, a: &TopArgs) -> u8 {
     loop {
         let dt = last.elapsed().as_secs_f64().max(1e-3);
         last = Instant::now();
-        let lines = match frame(socket, a.rows, &mut prev, dt) {
+        let lines = match draw(&mut prev, dt) {
             Ok(l) => l,
             Err(e) => {
                 drop(screen);

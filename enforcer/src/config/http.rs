@@ -69,7 +69,12 @@ impl RouteSpec {
         data[0] = method_id(&self.method).unwrap_or(0);
         let h = self.host.as_deref().map_or(0, host_hash);
         data[1..5].copy_from_slice(&h.to_be_bytes());
-        let path = self.path.as_bytes();
+        // `*` is the empty prefix: every path (also absolute-form targets).
+        let path = if self.path == "*" {
+            &b""[..]
+        } else {
+            self.path.as_bytes()
+        };
         let n = path.len().min(MAX_PATH);
         data[5..5 + n].copy_from_slice(&path[..n]);
         let (interval_ns, tolerance_ns) = gcra_params(self.rate, self.burst);

@@ -57,6 +57,9 @@ pub enum Request {
     /// The decision log: the last `lines`, then (with `follow`) every new
     /// line as it happens, one reply per line, until the client disconnects.
     Log { lines: usize, follow: bool },
+    /// HTTP routes with their counters, and the busiest routes and clients
+    /// from the request samples.
+    Routes { top: usize },
 }
 
 /// Why a request failed; decides the CLI's exit code.
@@ -83,6 +86,7 @@ pub enum Reply {
     },
     Status(Box<StatusView>),
     Limits(Box<LimitsView>),
+    Routes(Box<RoutesView>),
     /// The policy was reloaded.
     Reloaded {
         files: Vec<String>,
@@ -141,6 +145,31 @@ pub struct LimitsView {
     pub ban: BanPolicy,
     pub top: Vec<TopKey>,
     pub stats: Vec<(String, u64)>,
+}
+
+/// One route with its counters, for `enforcer top --routes`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RouteRow {
+    #[serde(flatten)]
+    pub spec: crate::config::RouteSpec,
+    /// Requests matched since the route set was installed (exact).
+    pub requests: u64,
+    /// Requests over the route's limit (exact).
+    pub over: u64,
+}
+
+/// What `enforcer top --routes` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoutesView {
+    pub routes: Vec<RouteRow>,
+    /// One request in this many is sampled.
+    pub sample_every: u32,
+    /// The window the busiest lists cover, in seconds.
+    pub window_secs: u64,
+    pub busiest_routes: Vec<crate::agent::http::Busy>,
+    pub busiest_clients: Vec<crate::agent::http::Busy>,
+    /// Responses seen per watched status: (status, count).
+    pub responses: Vec<(String, u64)>,
 }
 
 /// Occupancy of one map, for status.

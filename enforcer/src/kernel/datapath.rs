@@ -8,8 +8,9 @@ use std::{
 use aya::{
     EbpfLoader,
     programs::{
-        Xdp, XdpMode,
-        links::{FdLink, PinnedLink},
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, LinkOrder, PinnedLink},
+        tc::{SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions, qdisc_add_clsact},
         xdp::XdpLink,
     },
 };
@@ -17,11 +18,14 @@ use enforcer_common::maps as m;
 use tracing::{info, warn};
 
 use super::{
-    KernelError, counters::Counters, object, prefix_maps::PrefixMaps, ratelimit::RateMaps,
+    KernelError, counters::Counters, http::HttpMaps, object, prefix_maps::PrefixMaps,
+    ratelimit::RateMaps,
 };
 
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "enforcer";
+/// Name of the TC egress program (HTTP responses) in the object.
+pub const TC_PROGRAM: &str = "responses";
 
 /// How the operator asked XDP to be attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
@@ -100,6 +104,7 @@ pub struct Datapath {
     pub maps: PrefixMaps,
     pub counters: Counters,
     pub rate: RateMaps,
+    pub http: HttpMaps,
     /// The ring buffer of events, for the agent to take.
     pub events: Option<aya::maps::RingBuf<aya::maps::MapData>>,
     /// True when maps were reused from pins (their contents were adopted).
@@ -107,6 +112,7 @@ pub struct Datapath {
     pub attachments: Vec<Attachment>,
     /// Links owned only by this process (no pin root): detached on drop.
     unpinned_links: Vec<(String, aya::programs::xdp::XdpLinkId)>,
+    unpinned_tc: Vec<(String, SchedClassifierLinkId)>,
 }
 
 impl Datapath {
@@ -153,6 +159,18 @@ impl Datapath {
             name: XDP_PROGRAM,
             source: Box::new(e),
         })?;
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or(KernelError::MissingMap(TC_PROGRAM))?
+            .try_into()
+            .map_err(|e| KernelError::Program {
+                name: TC_PROGRAM,
+                source: Box::new(e),
+            })?;
+        tc.load().map_err(|e| KernelError::Program {
+            name: TC_PROGRAM,
+            source: Box::new(e),
+        })?;
         let capacity = |ebpf: &aya::Ebpf, name: &str, dflt: u32| {
             ebpf.map(name)
                 .and_then(|mp| match mp {
@@ -175,6 +193,7 @@ impl Datapath {
         let maps = PrefixMaps::new(&mut ebpf, cap_v4, cap_v6, cap_allow)?;
         let counters = Counters::new(&mut ebpf)?;
         let rate = RateMaps::new(&mut ebpf)?;
+        let http = HttpMaps::new(&mut ebpf)?;
         let events = ebpf
             .take_map(m::EVENTS)
             .ok_or(KernelError::MissingMap(m::EVENTS))?;
@@ -188,10 +207,12 @@ impl Datapath {
             maps,
             counters,
             rate,
+            http,
             events: Some(events),
             reused_pins: reused,
             attachments: Vec::new(),
             unpinned_links: Vec::new(),
+            unpinned_tc: Vec::new(),
         })
     }
 
@@ -214,6 +235,102 @@ impl Datapath {
         self.pin_root
             .as_ref()
             .map(|r| r.join("links").join(format!("xdp-{iface}")))
+    }
+
+    fn tc_pin(&self, iface: &str) -> Option<PathBuf> {
+        self.pin_root
+            .as_ref()
+            .map(|r| r.join("links").join(format!("tc-{iface}")))
+    }
+
+    /// The loaded TC egress program (for BPF_PROG_TEST_RUN in tests).
+    pub fn responses_program(&self) -> &SchedClassifier {
+        self.ebpf
+            .program(TC_PROGRAM)
+            .and_then(|p| <&SchedClassifier>::try_from(p).ok())
+            .expect("the TC program was loaded in Datapath::load")
+    }
+
+    fn tc_mut(&mut self) -> &mut SchedClassifier {
+        self.ebpf
+            .program_mut(TC_PROGRAM)
+            .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
+            .expect("the TC program was loaded in Datapath::load")
+    }
+
+    /// Attaches the response observer to `iface`'s egress: a TCX link, pinned
+    /// like the XDP link and taken over the same way by a restarted agent;
+    /// on kernels without TCX (before 6.6), a clsact filter owned by this
+    /// process.
+    fn attach_tc(&mut self, iface: &str) -> Result<bool, KernelError> {
+        let attach_err = |message: String| KernelError::Attach {
+            iface: iface.to_owned(),
+            message,
+        };
+        let pin = self.tc_pin(iface);
+        if let Some(pin) = pin.as_ref().filter(|p| p.exists()) {
+            let taken = PinnedLink::from_pin(pin)
+                .map_err(|e| e.to_string())
+                .and_then(|l| {
+                    SchedClassifierLink::try_from(FdLink::from(l)).map_err(|e| e.to_string())
+                })
+                .and_then(|l| self.tc_mut().attach_to_link(l).map_err(|e| e.to_string()));
+            match taken {
+                Ok(_) => return Ok(true),
+                Err(e) => {
+                    warn!(iface, error = %e, "could not take over the pinned TC link; re-attaching");
+                    let _ = fs::remove_file(pin);
+                }
+            }
+        }
+        let id = match self.tc_mut().attach_with_options(
+            iface,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        ) {
+            Ok(id) => id,
+            Err(tcx) => {
+                warn!(
+                    iface,
+                    error = %tcx,
+                    "DEGRADED: no TCX on this kernel; the response observer uses a clsact filter \
+                     that detaches when the agent exits"
+                );
+                // An existing clsact qdisc is fine.
+                let _ = qdisc_add_clsact(iface);
+                let id = self
+                    .tc_mut()
+                    .attach(iface, TcAttachType::Egress)
+                    .map_err(|e| attach_err(format!("attaching the TC egress program: {e}")))?;
+                self.unpinned_tc.push((iface.to_owned(), id));
+                return Ok(false);
+            }
+        };
+        let Some(pin) = pin else {
+            self.unpinned_tc.push((iface.to_owned(), id));
+            return Ok(false);
+        };
+        let link = self
+            .tc_mut()
+            .take_link(id)
+            .map_err(|e| attach_err(format!("taking the TC link: {e}")))?;
+        let fd_link = FdLink::try_from(link)
+            .map_err(|e| attach_err(format!("the TCX link is not a bpf_link: {e}")))?;
+        if let Some(dir) = pin.parent() {
+            fs::create_dir_all(dir).map_err(|source| KernelError::Bpffs {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let pinned = fd_link
+            .pin(&pin)
+            .map_err(|e| attach_err(format!("pinning the TC link at {}: {e}", pin.display())))?;
+        let link = SchedClassifierLink::try_from(FdLink::from(pinned))
+            .map_err(|e| attach_err(format!("re-wrapping the pinned TC link: {e}")))?;
+        self.tc_mut()
+            .attach_to_link(link)
+            .map_err(|e| attach_err(format!("re-owning the pinned TC link: {e}")))?;
+        Ok(true)
     }
 
     /// Attaches to `iface`. With pins, an earlier agent's link on the same
@@ -258,6 +375,7 @@ impl Datapath {
                     mode = a.mode.name(),
                     "took over the pinned XDP link without a gap"
                 );
+                self.attach_tc(iface)?;
                 self.attachments.push(a.clone());
                 return Ok(a);
             }
@@ -369,7 +487,14 @@ impl Datapath {
             took_over: false,
             degraded,
         };
-        info!(iface, mode = mode.name(), pinned, "attached XDP");
+        let tc_pinned = self.attach_tc(iface)?;
+        info!(
+            iface,
+            mode = mode.name(),
+            pinned,
+            tc_pinned,
+            "attached XDP and TC egress"
+        );
         self.attachments.push(a.clone());
         Ok(a)
     }
@@ -378,6 +503,16 @@ impl Datapath {
     pub fn detach(&mut self, iface: &str) -> Result<(), KernelError> {
         if let Some(pin) = self.link_pin(iface) {
             let _ = fs::remove_file(pin);
+        }
+        if let Some(pin) = self.tc_pin(iface) {
+            let _ = fs::remove_file(pin);
+        }
+        for (name, id) in std::mem::take(&mut self.unpinned_tc) {
+            if name == iface {
+                let _ = self.tc_mut().detach(id);
+            } else {
+                self.unpinned_tc.push((name, id));
+            }
         }
         let mut rest = Vec::new();
         for (name, id) in std::mem::take(&mut self.unpinned_links) {
@@ -404,6 +539,7 @@ pub struct Parts {
     pub maps: PrefixMaps,
     pub counters: Counters,
     pub rate: RateMaps,
+    pub http: HttpMaps,
     pub events: Option<aya::maps::RingBuf<aya::maps::MapData>>,
 }
 
@@ -425,6 +561,7 @@ impl Datapath {
             maps: self.maps,
             counters: self.counters,
             rate: self.rate,
+            http: self.http,
             events: self.events,
         }
     }
@@ -486,7 +623,21 @@ fn expected_sizes(name: &str) -> (u32, u32) {
             s(size_of::<enforcer_common::ratelimit::RateKey>()),
             s(size_of::<enforcer_common::ratelimit::RateState>()),
         ),
-        m::STATS | m::RATE_HITS => (4, 8),
+        m::STATS
+        | m::RATE_HITS
+        | m::HTTP_PORTS
+        | m::ROUTE_REQS
+        | m::ROUTE_OVER
+        | m::RESP_COUNTS => (4, 8),
+        m::HTTP_CONFIG => (4, s(size_of::<enforcer_common::route::HttpConfig>())),
+        m::ROUTES0 | m::ROUTES1 => (
+            4 + s(enforcer_common::route::ROUTE_KEY_DATA),
+            s(size_of::<enforcer_common::route::RouteValue>()),
+        ),
+        m::RESP_STATE => (
+            s(size_of::<enforcer_common::route::RespKey>()),
+            s(size_of::<enforcer_common::route::RespState>()),
+        ),
         m::EVENTS => (0, 0),
         _ => (0, 0),
     }

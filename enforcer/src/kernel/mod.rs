@@ -10,6 +10,7 @@
 pub mod clock;
 pub mod counters;
 mod datapath;
+pub mod http;
 pub mod object;
 pub mod prefix_maps;
 pub mod ratelimit;
