@@ -47,9 +47,13 @@ fn observe(ctx: &TcContext) -> Option<()> {
     let l3 = l2.l3_off;
     let mut dst = [0u8; 16];
     let (family, l4, prefix_len) = match l2.ethertype {
+        // Verifier workaround: the destination (the end of the fixed header)
+        // is read before the transport walk. The other way round, LLVM drops
+        // the walk's bounds checks on fixed-header fields as implied by its
+        // `len >= l3 + ihl * 4` test, which the verifier cannot follow.
         ETH_P_IP => {
-            let l4 = v4_transport(&pkt, l3).ok()?;
             let d = pkt.load::<[u8; 4]>(l3 + IPV4_DST_OFF)?;
+            let l4 = v4_transport(&pkt, l3).ok()?;
             dst[0] = d[0];
             dst[1] = d[1];
             dst[2] = d[2];
@@ -57,8 +61,8 @@ fn observe(ctx: &TcContext) -> Option<()> {
             (4, l4, cfg.resp_v4_len)
         }
         ETH_P_IPV6 => {
-            let l4 = v6_transport(&pkt, l3).ok()?;
             dst = pkt.load::<[u8; 16]>(l3 + IPV6_DST_OFF)?;
+            let l4 = v6_transport(&pkt, l3).ok()?;
             (6, l4, cfg.resp_v6_len)
         }
         _ => return None,
