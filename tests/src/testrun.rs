@@ -137,13 +137,39 @@ impl Program {
 
     /// Events the program reported since the last call.
     pub fn events(&mut self) -> Vec<enforcer_common::ratelimit::LimitEvent> {
+        self.raw_events()
+            .iter()
+            // SAFETY: every event is 48 bytes of plain integers; read unaligned.
+            .map(|b| unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) })
+            .collect()
+    }
+
+    /// Events of every kind since the last call, as bytes.
+    pub fn raw_events(&mut self) -> Vec<Vec<u8>> {
         let ring = self.dp.events.as_mut().expect("events ring");
         let mut out = Vec::new();
         while let Some(item) = ring.next() {
-            // SAFETY: the program writes whole events; read unaligned.
-            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
+            out.push(item.to_vec());
         }
         out
+    }
+
+    /// Installs HTTP ports, routes and response settings.
+    pub fn set_http(&mut self, http: &enforcer::config::HttpConfig, resp_batch: u32) {
+        self.dp.http.install(http, resp_batch).unwrap();
+    }
+
+    /// Runs `frame` once through the TC egress program; returns its verdict.
+    pub fn run_tc(&self, frame: &[u8]) -> i32 {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = 1;
+        let r = self
+            .dp
+            .responses_program()
+            .test_run(opts)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN (tc): {e:?}"));
+        r.return_value as i32
     }
 
     /// Packets counted so far for (verdict, reason).

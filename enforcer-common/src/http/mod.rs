@@ -95,6 +95,7 @@ const S_HOST_NAME: u8 = 10;
 const S_HOST_WS: u8 = 11;
 const S_HOST: u8 = 12;
 const S_DONE: u8 = 13;
+const S_MINOR: u8 = 14;
 
 /// The state of a request scan, and its results.
 #[repr(C)]
@@ -188,8 +189,20 @@ impl RequestScan {
         }
     }
 
+    /// The bytes are not an HTTP/1.x request line after all.
+    #[inline(always)]
+    fn reject(&mut self) -> bool {
+        self.is_request = 0;
+        false
+    }
+
     /// Takes the next byte. Returns false when the scan is over (the answer
     /// is known or the bytes are not a request).
+    ///
+    /// `is_request` is set once the target's form is recognized, and taken
+    /// back if the line then proves not to be HTTP/1.x (a line end inside
+    /// the target, another version). A target longer than the bytes scanned
+    /// stays a request: its version is out of sight.
     #[inline(always)]
     pub fn step(&mut self, c: u8) -> bool {
         match self.state {
@@ -240,6 +253,7 @@ impl RequestScan {
                     self.state = S_VERSION;
                     self.lit_pos = 0;
                 }
+                b'\r' | b'\n' => return self.reject(),
                 _ => {
                     if self.host_len < MAX_HOST as u32 {
                         self.hash = fnv_step(self.hash, c);
@@ -257,6 +271,7 @@ impl RequestScan {
                     self.state = S_VERSION;
                     self.lit_pos = 0;
                 }
+                b'\r' | b'\n' => return self.reject(),
                 _ => {}
             },
             S_PATH => match c {
@@ -265,7 +280,7 @@ impl RequestScan {
                     self.lit_pos = 0;
                 }
                 b'?' | b'#' => self.state = S_TARGET_REST,
-                b'\r' | b'\n' => return false,
+                b'\r' | b'\n' => return self.reject(),
                 _ => self.push_path(c),
             },
             S_TARGET_REST => match c {
@@ -273,21 +288,28 @@ impl RequestScan {
                     self.state = S_VERSION;
                     self.lit_pos = 0;
                 }
-                b'\r' | b'\n' => return false,
+                b'\r' | b'\n' => return self.reject(),
                 _ => {}
             },
             S_VERSION => {
                 let p = self.lit_pos as usize;
                 if p < 7 {
                     if c != LIT_VERSION[p & 7] {
-                        return false;
+                        return self.reject();
                     }
                     self.lit_pos += 1;
                     if self.lit_pos == 7 {
-                        self.version_ok = 1;
-                        self.state = S_LINE;
+                        self.state = S_MINOR;
                     }
                 }
+            }
+            // The minor version: HTTP/1.0 or HTTP/1.1 (RFC 9112: one digit).
+            S_MINOR => {
+                if c != b'0' && c != b'1' {
+                    return self.reject();
+                }
+                self.version_ok = 1;
+                self.state = S_LINE;
             }
             S_LINE => {
                 if c == b'\n' {

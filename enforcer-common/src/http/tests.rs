@@ -166,6 +166,15 @@ proptest! {
         if !registered {
             prop_assert!(ours.is_none(), "{m} is not a registered method");
         }
+        // The other way: what we call a request (its line end is within the
+        // bytes scanned here), httparse reads as an HTTP/1.x request.
+        if ours.is_some() {
+            prop_assert!(
+                matches!(reference, Ok(httparse::Status::Complete(_)))
+                    && matches!(r.version, Some(0 | 1)),
+                "we took {req:?} for a request; httparse: {reference:?}"
+            );
+        }
     }
 
     /// Whatever the bytes, the scanner stays within its bounds and ends.
