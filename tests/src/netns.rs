@@ -78,6 +78,28 @@ pub struct Topology {
     pub server: Netns,
     pub clients: Vec<Client>,
     pub tag: String,
+    /// The XDP_PASS programs on the client ends (detached with the links).
+    _peer_xdp: Vec<aya::Ebpf>,
+}
+
+/// Attaches the bare XDP_PASS program to `iface` in the namespace at `ns_path`.
+pub fn attach_pass(ns_path: &str, iface: &str) -> aya::Ebpf {
+    let (ns_path, iface) = (ns_path.to_owned(), iface.to_owned());
+    std::thread::spawn(move || {
+        enter(&ns_path);
+        let mut ebpf = aya::Ebpf::load(enforcer::kernel::object::PASS).expect("loading XDP_PASS");
+        let prog: &mut aya::programs::Xdp = ebpf
+            .program_mut("pass")
+            .expect("program pass")
+            .try_into()
+            .expect("an XDP program");
+        prog.load().expect("verifying XDP_PASS");
+        prog.attach(&iface, aya::programs::XdpMode::Driver)
+            .unwrap_or_else(|e| panic!("attaching XDP_PASS to {iface}: {e}"));
+        ebpf
+    })
+    .join()
+    .expect("attaching XDP_PASS")
 }
 
 impl Topology {
@@ -87,6 +109,7 @@ impl Topology {
         let tag = format!("{}{}", std::process::id() % 100_000, id);
         let server = Netns::new(format!("enf-{tag}-srv"));
         let mut clients = Vec::new();
+        let mut peer_xdp = Vec::new();
         for i in 0..n {
             let ns = Netns::new(format!("enf-{tag}-c{i}"));
             let server_if = format!("es{tag}{i}");
@@ -142,6 +165,10 @@ impl Topology {
                 ]);
                 sh(&["ip", "-n", nsname, "link", "set", ifname, "up"]);
             }
+            // A veth wakes its peer for frames sent back with XDP_TX (the
+            // `reject` resets) only when the peer runs an XDP program (see
+            // veth_xdp_flush): the client end gets a bare XDP_PASS.
+            peer_xdp.push(attach_pass(&ns.path(), &client_if));
             clients.push(Client {
                 ns,
                 server_if,
@@ -155,6 +182,7 @@ impl Topology {
             server,
             clients,
             tag,
+            _peer_xdp: peer_xdp,
         }
     }
 

@@ -25,7 +25,15 @@ const BUILD_PKGS: &[&str] = &[
 /// Packages the tests need (real clients and tools in namespaces).
 /// (curl and util-linux's nsenter/setpriv drive namespaces and clients; tmux
 /// drives `enforcer top` in a terminal; prometheus brings promtool.)
-const TEST_PKGS: &[&str] = &["curl", "util-linux", "tmux", "prometheus", "systemd"];
+const TEST_PKGS: &[&str] = &[
+    "curl",
+    "util-linux",
+    "tmux",
+    "prometheus",
+    "systemd",
+    "wrk",
+    "ethtool",
+];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
