@@ -128,6 +128,31 @@ fn missing_required_keys() {
 fn bad_values() {
     let cases = [
         (
+            "route-empty-prefix",
+            "[[routes]]\nname = \"login\"\npath = \"\"\nrate = 5\n",
+            "FILE:3:8: `routes[0].path`: found \"\"; expected a path prefix starting with '/' (e.g. \"/login\", \"/api/\"), or \"*\"",
+        ),
+        (
+            "route-no-slash",
+            "[[routes]]\nname = \"login\"\npath = \"login\"\nrate = 5\n",
+            "FILE:3:8: `routes[0].path`: found \"login\"; expected a path prefix starting with '/'",
+        ),
+        (
+            "route-method",
+            "[[routes]]\nname = \"login\"\nmethod = \"post\"\npath = \"/login\"\nrate = 5\n",
+            "FILE:3:10: `routes[0].method`: found \"post\"; expected one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH (uppercase, as on the wire) or \"any\"",
+        ),
+        (
+            "route-action",
+            "[[routes]]\nname = \"login\"\npath = \"/login\"\nrate = 5\naction = \"block\"\n",
+            "FILE:5:10: `routes[0].action`: found \"block\"; expected \"drop\", \"reject\" (TCP reset) or \"monitor\"",
+        ),
+        (
+            "response-status",
+            "[[detect.responses]]\nname = \"x\"\nstatus = 200\nmore_than = 5\nwithin = \"1m\"\nban_time = \"1h\"\n",
+            "FILE:3:10: `detect.responses[0].status`",
+        ),
+        (
             "prefix",
             "[blocklist]\nprefixes = [\"198.18.0.0/33\"]\n",
             "FILE:2:13: `blocklist.prefixes[0]`: found \"198.18.0.0/33\"; expected an IPv4 or IPv6 address or CIDR prefix",

@@ -43,7 +43,7 @@ fn check(a: &CheckArgs) -> u8 {
     match Config::load_files(&files) {
         Ok(c) => {
             println!(
-                "{}: valid ({} file(s): {}; {} interface(s), {} allow and {} block prefix(es), {} rate-limit tier(s), {} feed(s){})",
+                "{}: valid ({} file(s): {}; {} interface(s), {} allow and {} block prefix(es), {} rate-limit tier(s), {} HTTP route(s) on port(s) {:?}, {} response rule(s), {} feed(s){})",
                 main.display(),
                 files.len(),
                 files
@@ -55,6 +55,9 @@ fn check(a: &CheckArgs) -> u8 {
                 c.allow.len(),
                 c.block.len(),
                 c.ratelimit.rules.len(),
+                c.http.routes.len(),
+                c.http.ports,
+                c.http.responses.len(),
                 c.feeds.len(),
                 if c.crowdsec.is_some() {
                     ", CrowdSec bouncer"
