@@ -63,7 +63,49 @@ pub struct HttpConfig {
     /// of one class (the smallest detection threshold: a burst is seen at
     /// once, not an interval later). 0: only by interval.
     pub resp_batch: u32,
-    pub _pad: u32,
+    /// Bit `m` set when method `m` has method-specific routes: the
+    /// method-specific tries are skipped for other methods.
+    pub method_bits: u32,
+    /// Bit `hash & 63` set for each host that has routes: the host-specific
+    /// tries are skipped for requests to other hosts.
+    pub host_bits: u64,
+}
+
+/// Bit of `HttpConfig::active`: the any-method routes are also in the
+/// method tries (under every method that has routes), so a request whose
+/// method has routes needs no any-method lookup.
+pub const ACTIVE_MERGED: u32 = 1 << 17;
+
+/// Which lookups a request needs (`COMBO_*` bits), done in the order
+/// (method, host), (any, host), (method, any), (any, any), a strictly longer
+/// path replacing the best so far: the longest path wins, then a host
+/// route, then a method route.
+#[inline(always)]
+pub const fn lookup_plan(
+    active: u32,
+    method_bits: u32,
+    host_bits: u64,
+    method: u8,
+    host: u32,
+) -> u32 {
+    let mut c = active & 0xF;
+    let method_routes = method_bits & (1u32 << (method & 31)) != 0;
+    if !method_routes {
+        c &= !(COMBO_METHOD_HOST | COMBO_METHOD);
+    }
+    if host == 0 || host_bits & host_bit(host) == 0 {
+        c &= !(COMBO_METHOD_HOST | COMBO_HOST);
+    }
+    if active & ACTIVE_MERGED != 0 && method_routes {
+        c &= !(COMBO_HOST | COMBO_ANY);
+    }
+    c
+}
+
+/// The bit of `host_bits` for a host hash.
+#[inline(always)]
+pub const fn host_bit(hash: u32) -> u64 {
+    1 << (hash & 63)
 }
 
 /// Rate-limit state keys of routes: `ROUTE_RULE_BASE + route id`.
@@ -300,7 +342,7 @@ mod tests {
     #[test]
     fn layouts() {
         assert_eq!(core::mem::size_of::<RouteValue>(), 40);
-        assert_eq!(core::mem::size_of::<HttpConfig>(), 32);
+        assert_eq!(core::mem::size_of::<HttpConfig>(), 40);
         assert_eq!(core::mem::size_of::<RequestSample>(), 48);
         assert_eq!(core::mem::size_of::<ResponseReport>(), 48);
         assert_eq!(core::mem::size_of::<RespKey>(), 24);

@@ -1,27 +1,31 @@
 //! The HTTP stage: on configured ports, the start of a client segment is
-//! parsed for a request line (and the Host header when it is in the same
-//! segment), matched against the routes (longest path prefix), and held to
-//! the route's rate per client key.
+//! parsed for a request line (and, when host routes exist, the Host header
+//! in the same segment), matched against the routes (longest path prefix),
+//! and held to the route's rate per client key.
+//!
+//! The parser is `enforcer_common::http::parse`, a word-at-a-time search;
+//! this module drives its steps from `bpf_loop` callbacks.
 
 use aya_ebpf::{
     EbpfContext as _,
     cty::c_void,
-    helpers::generated::{bpf_get_prandom_u32, bpf_loop, bpf_xdp_load_bytes},
+    helpers::generated::{bpf_loop, bpf_xdp_load_bytes},
     maps::lpm_trie::Key,
     programs::XdpContext,
 };
 use enforcer_common::{
     counters::{Reason, Verdict},
-    http::{MAX_PATH, RequestScan, SCAN_BYTES, method},
+    http::{Driver, MAX_PATH, Request, SCAN_BYTES, SCAN_WORDS, Scan, method, parse},
     prefix::mask_v6,
     ratelimit::RateKey,
     route::{
         ACTION_MONITOR, ACTION_REJECT, COMBO_ANY, COMBO_HOST, COMBO_METHOD, COMBO_METHOD_HOST,
-        EVENT_REQUEST, MAX_ROUTES, NO_ROUTE, ROUTE_KEY_DATA, ROUTE_RULE_BASE, RequestSample,
-        RouteValue, route_key_bits,
+        EVENT_REQUEST, HttpConfig, MAX_ROUTES, NO_ROUTE, ROUTE_KEY_DATA, ROUTE_RULE_BASE,
+        RequestSample, RouteValue, lookup_plan, route_key_bits,
     },
     stats::{STAT_EVENTS_LOST, STAT_EVENTS_SENT},
 };
+use enforcer_ebpf::packet::Packet;
 
 use crate::{
     Outcome, Unlisted,
@@ -31,20 +35,100 @@ use crate::{
 };
 
 /// Working memory of one packet's HTTP stage.
+///
+/// Verifier workaround: the parse state lives here, in map memory, rather
+/// than on the stack. The verifier tracks stack values exactly, so a stack
+/// cursor would make every loop iteration a new state and the callbacks
+/// would be re-verified for each word; a map value is an unknown scalar and
+/// each callback is verified once.
 #[repr(C)]
 pub(crate) struct Scratch {
-    buf: [u8; SCAN_BYTES],
-    scan: RequestScan,
+    scan: Scan,
     key: Key<[u8; ROUTE_KEY_DATA]>,
-    /// Position of the `bpf_loop` scan in `buf`, and its end.
-    ///
-    /// Verifier workaround: kept here, in map memory, rather than in a
-    /// context on the stack. The verifier tracks stack values exactly, so a
-    /// stack counter makes every loop iteration a new state and the callback
-    /// is re-verified for each of the 512 bytes; a map value is an unknown
-    /// scalar and the callback converges after one pass.
-    pos: u32,
-    end: u32,
+    /// The path length, passed through memory (see `stage`).
+    len: u32,
+    /// The parse's result (see `parse_request`).
+    req: Request,
+    /// Requests until the next sample, on this CPU.
+    sample_left: u32,
+}
+
+/// Counts a request toward the next sample; true when this one is it.
+#[inline(always)]
+fn take_sample(s: &mut Scratch, every: u32) -> bool {
+    if s.sample_left == 0 {
+        s.sample_left = every - 1;
+        true
+    } else {
+        s.sample_left -= 1;
+        false
+    }
+}
+
+/// Parses the request in `s.scan` into `s.req`; false when it is none.
+///
+/// Verifier workaround: a subprogram of its own whose result goes through
+/// map memory. The parse has a few dozen paths (per method, target form,
+/// early ends); inlined, everything after it — route lookups, the bucket,
+/// events — would be verified once per path, past the instruction budget.
+/// Through memory the results are unknown scalars and the paths merge.
+#[inline(never)]
+fn parse_request(s: &mut Scratch, want_host: bool) -> bool {
+    match parse(&mut s.scan, &mut BpfLoops, want_host) {
+        Some(r) => {
+            s.req = r;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Runs the parser's searches under `bpf_loop`.
+struct BpfLoops;
+
+/// Most steps of a search: one per word of the buffer, and one more.
+const SEARCH_STEPS: u32 = SCAN_WORDS as u32 + 1;
+
+impl Driver for BpfLoops {
+    #[inline(always)]
+    fn find(&mut self, s: &mut Scan) {
+        run(s, SEARCH_STEPS, find_cb);
+    }
+
+    #[inline(always)]
+    fn lines(&mut self, s: &mut Scan) {
+        run(s, 2 * SEARCH_STEPS, lines_cb);
+    }
+}
+
+/// Runs `cb` under `bpf_loop` on `s`.
+///
+/// Verifier workaround: `bpf_loop` takes its context on the stack only, so
+/// the context is a stack slot holding the pointer to the `Scan` (in map
+/// memory). Handing the pointer to the helper this way also tells the
+/// compiler that the call may change the `Scan`.
+#[inline(always)]
+fn run(s: &mut Scan, steps: u32, cb: extern "C" fn(u64, *mut c_void) -> i64) {
+    let mut ptr: *mut Scan = s;
+    // SAFETY: the callback dereferences `ctx` only as the `*mut Scan` slot
+    // above, which lives through the call, and the `Scan` through it.
+    unsafe {
+        bpf_loop(steps, cb as *mut c_void, (&raw mut ptr).cast(), 0);
+    }
+}
+
+#[inline(never)]
+extern "C" fn find_cb(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the slot `run` passed, holding a live `Scan` pointer.
+    let s = unsafe { &mut **ctx.cast::<*mut Scan>() };
+    i64::from(!s.find_step())
+}
+
+#[inline(never)]
+extern "C" fn lines_cb(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: as in `find_cb`.
+    let s = unsafe { &mut **ctx.cast::<*mut Scan>() };
+    i64::from(!s.line_step())
 }
 
 /// True when `port` is a configured HTTP port.
@@ -53,23 +137,6 @@ pub(crate) fn is_http_port(port: u16) -> bool {
     HTTP_PORTS
         .get(u32::from(port >> 6))
         .is_some_and(|w| w & (1u64 << (port & 63)) != 0)
-}
-
-/// One byte of the request scan. Returns 1 to stop.
-#[inline(never)]
-extern "C" fn scan_step(_index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
-        return 1;
-    };
-    // SAFETY: this CPU's scratch slot, used by one program run at a time.
-    let s = unsafe { &mut *s };
-    if s.pos >= s.end {
-        return 1;
-    }
-    // Verifier workaround: the mask makes the index provably in bounds.
-    let b = s.buf[(s.pos as usize) & (SCAN_BYTES - 1)];
-    s.pos += 1;
-    i64::from(!s.scan.step(b))
 }
 
 /// The HTTP stage. `None` when the packet is not an HTTP request start on a
@@ -86,6 +153,11 @@ pub(crate) fn stage(ctx: &XdpContext, u: &Unlisted) -> Option<Outcome> {
     let s = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot.
     let s = unsafe { &mut *s };
+    // Most segments on an HTTP port start no request (bodies, the rest of a
+    // large request): the method is checked in place before anything is
+    // copied.
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    method(&pkt.load::<[u8; 8]>(u.payload_off)?)?;
     // Verifier workaround: a length the verifier can bound (1..=SCAN_BYTES).
     let n = u.payload_len.min(SCAN_BYTES) as u32;
     if n == 0 || n as usize > SCAN_BYTES {
@@ -96,46 +168,55 @@ pub(crate) fn stage(ctx: &XdpContext, u: &Unlisted) -> Option<Outcome> {
         bpf_xdp_load_bytes(
             ctx.as_ptr().cast(),
             u.payload_off as u32,
-            s.buf.as_mut_ptr().cast(),
+            s.scan.buf.as_mut_ptr().cast(),
             n,
         )
     };
     if r != 0 {
         return None;
     }
-    let mut head = [0u8; 8];
-    let mut i = 0;
-    while i < 8 {
-        if (i as u32) < n {
-            head[i] = s.buf[i];
-        }
-        i += 1;
-    }
-    let (m, skip) = method(&head)?;
-    s.scan.reset();
-    s.pos = skip as u32;
-    s.end = n;
-    // SAFETY: the callback takes no context; it works on the scratch slot.
-    unsafe {
-        bpf_loop(
-            SCAN_BYTES as u32,
-            scan_step as *mut c_void,
-            core::ptr::null_mut(),
-            0,
-        );
-    }
-    s.scan.finish();
-    if s.scan.is_request == 0 {
+    s.scan.seal(n);
+    let want_host = cfg.active & (COMBO_METHOD_HOST | COMBO_HOST) != 0;
+    if !parse_request(s, want_host) {
         return None;
     }
-    let host = s.scan.host;
-    let path_len = s.scan.path_len.min(MAX_PATH as u32);
-    let found = match_route(s, cfg.active, m, host, path_len);
+    let req = s.req;
+    let m = req.method;
+    let host = req.host;
+    let path_len = req.path_len.min(MAX_PATH as u32);
+    // The path goes straight from the packet into the route key.
+    if req.slash {
+        s.key.data[5] = b'/';
+    } else {
+        // Verifier workaround: the length is stored and read back (volatile)
+        // before it is checked, so the register checked is the one passed to
+        // the helper; computed in place, LLVM checks a zero-extended copy.
+        // SAFETY: a field of this CPU's scratch slot.
+        let len = unsafe {
+            core::ptr::write_volatile(&raw mut s.len, path_len);
+            core::ptr::read_volatile(&raw const s.len)
+        };
+        if len == 0 || len > MAX_PATH as u32 {
+            return None;
+        }
+        // SAFETY: copies `len` (1..=MAX_PATH) bytes into the key's path.
+        let r = unsafe {
+            bpf_xdp_load_bytes(
+                ctx.as_ptr().cast(),
+                u.payload_off as u32 + req.path_start,
+                s.key.data.as_mut_ptr().add(5).cast(),
+                len,
+            )
+        };
+        if r != 0 {
+            return None;
+        }
+    }
+    let found = match_route(s, cfg, m, host, path_len);
     let now = now_ns();
-    if cfg.sample_every != 0
-        // SAFETY: a helper without side effects.
-        && unsafe { bpf_get_prandom_u32() } % cfg.sample_every == 0
-    {
+    // One request in `sample_every`, counted per CPU (cheaper than a random
+    // draw, and as fair over many requests).
+    if cfg.sample_every != 0 && take_sample(s, cfg.sample_every) {
         sample(
             u,
             m,
@@ -181,58 +262,64 @@ fn count(map: &aya_ebpf::maps::PerCpuArray<u64>, slot: u32) {
 }
 
 /// The route with the longest path prefix among the (method | any) ×
-/// (host | any) combinations that have routes.
+/// (host | any) combinations that can match (see `lookup_plan`).
 #[inline(always)]
 fn match_route(
     s: &mut Scratch,
-    active: u32,
+    cfg: &HttpConfig,
     m: u8,
     host: u32,
     path_len: u32,
 ) -> Option<RouteValue> {
-    let combos = active & 0xF;
-    if combos == 0 {
-        return None;
-    }
+    let active = cfg.active;
+    let combos = lookup_plan(active, cfg.method_bits, cfg.host_bits, m, host);
     let half = (active >> 16) & 1;
     s.key.prefix_len = route_key_bits(path_len);
-    let mut i = 0;
-    while i < MAX_PATH {
-        s.key.data[5 + i] = s.scan.path[i];
-        i += 1;
-    }
-    let mut best: Option<RouteValue> = None;
-    let tries: [(u32, u8, u32); 4] = [
-        (COMBO_METHOD_HOST, m, host),
-        (COMBO_METHOD, m, 0),
-        (COMBO_HOST, 0, host),
-        (COMBO_ANY, 0, 0),
-    ];
-    let mut t = 0;
-    while t < 4 {
-        let (bit, mm, hh) = tries[t];
-        t += 1;
-        if combos & bit == 0 || (bit & (COMBO_METHOD_HOST | COMBO_HOST) != 0 && host == 0) {
-            continue;
-        }
-        s.key.data[0] = mm;
-        let hb = hh.to_be_bytes();
-        s.key.data[1] = hb[0];
-        s.key.data[2] = hb[1];
-        s.key.data[3] = hb[2];
-        s.key.data[4] = hb[3];
-        let v = if half == 0 {
-            ROUTES0.get(&s.key)
-        } else {
-            ROUTES1.get(&s.key)
-        };
-        if let Some(v) = v
-            && best.is_none_or(|b| v.path_len > b.path_len)
+    // Four straight lookups, most specific first. (Written as a loop over
+    // a table of (bit, method, host), LLVM shifts a register the verifier
+    // knows holds a pointer on a path where its value is unused, which the
+    // verifier refuses.)
+    let mut best = 0u32;
+    let mut found: Option<RouteValue> = None;
+    let mut consider = |s: &mut Scratch, mm: u8, hh: u32| {
+        if let Some(v) = lookup(s, half, mm, hh)
+            && (found.is_none() || v.path_len > best)
         {
-            best = Some(*v);
+            best = v.path_len;
+            found = Some(v);
         }
+    };
+    // The order `lookup_plan` documents: ties go to host, then method routes.
+    if combos & COMBO_METHOD_HOST != 0 {
+        consider(s, m, host);
     }
-    best
+    if combos & COMBO_HOST != 0 {
+        consider(s, 0, host);
+    }
+    if combos & COMBO_METHOD != 0 {
+        consider(s, m, 0);
+    }
+    if combos & COMBO_ANY != 0 {
+        consider(s, 0, 0);
+    }
+    found
+}
+
+/// One route trie lookup for (method, host) and the path in `s.key`.
+#[inline(always)]
+fn lookup(s: &mut Scratch, half: u32, m: u8, host: u32) -> Option<RouteValue> {
+    s.key.data[0] = m;
+    let hb = host.to_be_bytes();
+    s.key.data[1] = hb[0];
+    s.key.data[2] = hb[1];
+    s.key.data[3] = hb[2];
+    s.key.data[4] = hb[3];
+    let v = if half == 0 {
+        ROUTES0.get(&s.key)
+    } else {
+        ROUTES1.get(&s.key)
+    };
+    v.copied()
 }
 
 /// Sends a sampled request to the agent.

@@ -25,7 +25,7 @@ use enforcer_ebpf::{
 
 use crate::{
     lists::{Block, block_v4, block_v6},
-    maps::{ALLOW_V4, ALLOW_V6, COUNTERS},
+    maps::{ALLOW_V4, ALLOW_V6, COUNTERS, UNLISTED},
 };
 
 /// A verdict and the reason for it, as recorded at the exit.
@@ -59,20 +59,18 @@ impl Outcome {
 pub fn enforcer(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let len = pkt.len() as u64;
-    let mut u = Unlisted::default();
-    // Verifier workaround: the stages run one after the other from here, each
-    // in its own frame (`classify`, `rate_limit`, `stage` and `build_rst` are
-    // not inlined), so their stacks never add up past the 512-byte limit.
-    let mut outcome = match classify(&pkt, &mut u) {
-        Some(o) => o,
-        None => limits::rate_limit(&u)
-            .or_else(|| http::stage(&ctx, &u))
-            .unwrap_or_else(|| unlisted(u.expired)),
+    // Verifier workarounds: the stages run one after the other from here,
+    // each in its own frame (`classify`, `rate_limit`, `stage` and
+    // `build_rst` are not inlined), so their stacks never add up past the
+    // 512-byte limit; and what `classify` found goes to the later stages
+    // through a per-CPU map, not the stack, so the verifier sees unknown
+    // values there and checks the later stages once, not once for each of
+    // the parsers' paths.
+    let outcome = match UNLISTED.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, used by one program run at a time.
+        Some(u) => decide(&ctx, &pkt, unsafe { &mut *u }),
+        None => Outcome::pass(Reason::NotListed),
     };
-    // A reset that cannot be built (IP options, extension headers) is a drop.
-    if outcome.verdict == Verdict::Reject && !reject::build_rst(&ctx, &u) {
-        outcome.verdict = Verdict::Drop;
-    }
     // The single exit: every packet is counted here, by verdict and reason.
     let idx = counter_index(outcome.verdict as u32, outcome.reason);
     if let Some(c) = COUNTERS.get_ptr_mut(idx) {
@@ -87,6 +85,21 @@ pub fn enforcer(ctx: XdpContext) -> u32 {
         Verdict::Drop => xdp_action::XDP_DROP,
         Verdict::Reject => xdp_action::XDP_TX,
     }
+}
+
+#[inline(always)]
+fn decide(ctx: &XdpContext, pkt: &Packet, u: &mut Unlisted) -> Outcome {
+    if let Some(o) = classify(pkt, u) {
+        return o;
+    }
+    let outcome = limits::rate_limit(u)
+        .or_else(|| http::stage(ctx, u))
+        .unwrap_or_else(|| unlisted(u.expired));
+    // A reset that cannot be built (IP options, extension headers) is a drop.
+    if outcome.verdict == Verdict::Reject && !reject::build_rst(ctx, u) {
+        return Outcome::new(Verdict::Drop, outcome.reason);
+    }
+    outcome
 }
 
 /// Parses the packet and looks its source up in the lists: `Some` when that

@@ -20,7 +20,7 @@ use enforcer_common::{
     stats::STAT_SLOTS,
 };
 
-use crate::http::Scratch;
+use crate::{Unlisted, http::Scratch};
 
 #[map]
 pub(crate) static COUNTERS: PerCpuArray<Counter> =
@@ -108,6 +108,11 @@ pub(crate) static ROUTE_REQS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2
 
 #[map]
 pub(crate) static ROUTE_OVER: PerCpuArray<u64> = PerCpuArray::with_max_entries(2 * MAX_ROUTES, 0);
+
+/// What the parsers found about the packet, for the later stages (a map,
+/// not the stack: see the entry point).
+#[map]
+pub(crate) static UNLISTED: PerCpuArray<Unlisted> = PerCpuArray::with_max_entries(1, 0);
 
 /// Working memory of the HTTP stage (too big for the 512-byte stack).
 #[map]

@@ -12,8 +12,16 @@ pub struct BenchArgs {
     args: Vec<String>,
 }
 
-/// Baselines measured in the same run: nftables, ipset (and iptables for its backend).
-const PEERS: &[&str] = &["nftables", "ipset", "iptables", "ethtool"];
+/// Baselines measured in the same run: nftables, ipset (and iptables for its
+/// backend); nginx and wrk for the HTTP benchmarks.
+const PEERS: &[&str] = &[
+    "nftables",
+    "ipset",
+    "iptables",
+    "ethtool",
+    "nginx-light",
+    "wrk",
+];
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     run_apt(PEERS)?;

@@ -6,69 +6,106 @@ use proptest::prelude::*;
 
 use super::*;
 
-fn path_of(s: &RequestScan) -> &[u8] {
-    &s.path[..s.path_len as usize]
+/// The parsed request and its path bytes.
+fn parsed(req: &[u8]) -> Option<(u8, Request, Vec<u8>)> {
+    scan(req, true).map(|r| (r.method, r, r.path(req).to_vec()))
 }
 
 #[test]
 fn every_registered_method() {
     for (i, m) in METHODS.iter().enumerate().skip(1) {
         let req = format!("{m} /x HTTP/1.1\r\nHost: a\r\n\r\n");
-        let (id, s) = scan(req.as_bytes()).unwrap_or_else(|| panic!("{m}"));
+        let (id, _, path) = parsed(req.as_bytes()).unwrap_or_else(|| panic!("{m}"));
         assert_eq!(id as usize, i);
-        assert_eq!(path_of(&s), b"/x");
+        assert_eq!(path, b"/x");
         assert_eq!(method_id(m), Some(id));
     }
-    assert!(
-        scan(b"get / HTTP/1.1\r\n\r\n").is_none(),
-        "methods are case-sensitive"
-    );
-    assert!(scan(b"PROPFIND / HTTP/1.1\r\n\r\n").is_none());
-    assert!(scan(b"GET  / HTTP/1.1\r\n").is_none());
+    for not in [
+        &b"get / HTTP/1.1\r\n\r\n"[..],
+        b"PROPFIND / HTTP/1.1\r\n\r\n",
+        b"GET  / HTTP/1.1\r\n",
+        b"GET / HTTP/2.0\r\n\r\n",
+        b"GET / HTTP/1.1x\r\n",
+        b"GET /\r\n",
+        b"GET /a?b\r\n",
+        b"GET",
+        b"GET ",
+    ] {
+        assert!(parsed(not).is_none(), "{:?}", String::from_utf8_lossy(not));
+    }
     assert_eq!(method_id("post"), None);
 }
 
 #[test]
 fn origin_and_absolute_forms_and_hosts() {
-    let (_, s) =
-        scan(b"GET /api/items?id=3 HTTP/1.1\r\nAccept: */*\r\nhOsT:  Shop.Example \r\n\r\n")
+    let (_, r, path) =
+        parsed(b"GET /api/items?id=3 HTTP/1.1\r\nAccept: */*\r\nhOsT:  Shop.Example \r\n\r\n")
             .unwrap();
-    assert_eq!(path_of(&s), b"/api/items");
-    assert_eq!(s.host, host_hash("shop.example"));
-    assert_eq!(s.version_ok, 1);
-    let (_, s) =
-        scan(b"GET http://Shop.Example:8080/login HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
-    assert_eq!(path_of(&s), b"/login");
+    assert_eq!(path, b"/api/items");
+    assert_eq!(r.host, host_hash("shop.example"));
+    assert!(r.version);
+    // Host is looked for only when asked.
+    let req = b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n";
+    assert_eq!(scan(req, false).unwrap().host, 0);
+    assert_eq!(scan(req, true).unwrap().host, host_hash("a.example"));
+    let (_, r, path) =
+        parsed(b"GET http://Shop.Example:8080/login HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
+    assert_eq!(path, b"/login");
     assert_eq!(
-        s.host,
+        r.host,
         host_hash("shop.example"),
         "absolute-form: the authority is the host"
     );
-    let (_, s) = scan(b"GET https://h.example HTTP/1.1\r\n\r\n").unwrap();
-    assert_eq!(path_of(&s), b"/");
-    let (_, s) = scan(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
-    assert_eq!(path_of(&s), b"*");
-    // No Host in this segment: none.
-    let (_, s) = scan(b"POST /login HTTP/1.1\r\nContent-Length: 3\r\n").unwrap();
-    assert_eq!(s.host, 0);
-    assert!(scan(b"SSH-2.0-OpenSSH_9.2\r\n").is_none());
+    let (_, r, path) = parsed(b"GET https://h.example HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(
+        (path.as_slice(), r.host),
+        (&b"/"[..], host_hash("h.example"))
+    );
+    let (_, _, path) = parsed(b"GET http://h.example?x=1 HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(path, b"/");
+    let (_, _, path) = parsed(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    assert_eq!(path, b"*");
+    // No Host in this segment: none; an empty line ends the headers.
+    let (_, r, _) = parsed(b"POST /login HTTP/1.1\r\nContent-Length: 3\r\n").unwrap();
+    assert_eq!(r.host, 0);
+    let (_, r, _) = parsed(b"POST /login HTTP/1.1\r\n\r\nHost: a\r\n").unwrap();
+    assert_eq!(r.host, 0, "a Host in the body is no header");
+    // A Host value cut by the end of the segment is taken as read.
+    let (_, r, _) = parsed(b"GET / HTTP/1.1\r\nHost: api.exa").unwrap();
+    assert_eq!(r.host, host_hash("api.exa"));
+    // Headers of every length around the word size.
+    for k in 0..20 {
+        let req = format!(
+            "GET /p HTTP/1.1\r\nX-{}: v\r\nHost: h{k}.test\r\n\r\n",
+            "a".repeat(k)
+        );
+        assert_eq!(
+            parsed(req.as_bytes()).unwrap().1.host,
+            host_hash(&format!("h{k}.test"))
+        );
+    }
+    assert!(parsed(b"SSH-2.0-OpenSSH_9.2\r\n").is_none());
     assert!(
-        scan(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").is_none(),
+        parsed(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").is_none(),
         "TLS ClientHello"
     );
-    assert!(scan(b"GET ftp://x/ HTTP/1.1\r\n").is_none());
+    assert!(parsed(b"GET ftp://x/ HTTP/1.1\r\n").is_none());
 }
 
 #[test]
 fn long_targets_are_bounded() {
     let long = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(4096));
-    let (_, s) = scan(long.as_bytes()).unwrap();
-    assert_eq!(s.path_len as usize, MAX_PATH);
-    assert_eq!(
-        s.version_ok, 0,
-        "the line end lies beyond the bytes scanned"
-    );
-    assert_eq!(s.host, 0);
+    let (_, r, path) = parsed(long.as_bytes()).unwrap();
+    assert_eq!(path.len(), MAX_PATH);
+    assert!(!r.version, "the line end lies beyond the bytes scanned");
+    assert_eq!(r.host, 0);
+    // A version cut by the end of the bytes: as much as is visible must fit.
+    let mut cut = format!("GET /{} HTTP/1.", "b".repeat(SCAN_BYTES - 16)).into_bytes();
+    assert!(scan(&cut, true).is_some());
+    cut.truncate(SCAN_BYTES);
+    let n = cut.len();
+    cut[n - 2] = b'X';
+    assert!(scan(&cut, true).is_none());
 }
 
 #[test]
@@ -130,7 +167,7 @@ proptest! {
         let mut headers = [httparse::EMPTY_HEADER; 16];
         let mut r = httparse::Request::new(&mut headers);
         let reference = r.parse(req.as_bytes());
-        let ours = scan(req.as_bytes());
+        let ours = parsed(req.as_bytes());
         let registered = method_id(&m).is_some();
         let form_ok = t.starts_with('/') || t.starts_with("http://") || t == "*";
         if let Ok(httparse::Status::Complete(_)) = reference
@@ -139,7 +176,7 @@ proptest! {
             && matches!(r.version, Some(0 | 1))
         {
             {
-                let (id, s) = ours.expect("a request httparse reads");
+                let (id, s, ours_path) = ours.clone().expect("a request httparse reads");
                 prop_assert_eq!(METHODS[id as usize], r.method.unwrap());
                 let path = r.path.unwrap();
                 let path = if let Some(rest) = path.strip_prefix("http://") {
@@ -149,8 +186,8 @@ proptest! {
                 };
                 let path = path.split('?').next().unwrap();
                 let want: Vec<u8> = path.bytes().take(MAX_PATH).collect();
-                prop_assert_eq!(path_of(&s), &want[..]);
-                prop_assert_eq!(s.version_ok, 1);
+                prop_assert_eq!(&ours_path[..], &want[..]);
+                prop_assert!(s.version);
                 if !t.starts_with("http://") {
                     let h = r.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host"));
                     match h {
@@ -180,7 +217,7 @@ proptest! {
     /// Whatever the bytes, the scanner stays within its bounds and ends.
     #[test]
     fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
-        let _ = scan(&bytes);
+        let _ = scan(&bytes, true);
         let mut b = [0u8; 13];
         for (i, x) in bytes.iter().take(13).enumerate() { b[i] = *x; }
         let _ = status(&b);

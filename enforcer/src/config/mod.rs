@@ -8,6 +8,7 @@
 mod error;
 pub mod http;
 pub mod ratelimit;
+pub mod routes;
 pub mod sources;
 
 use std::{

@@ -7,12 +7,9 @@
 
 use aya::maps::{Array, LpmTrie, MapData, PerCpuArray, PerCpuValues, lpm_trie::Key};
 use enforcer_common::{
-    http::{METHOD_ANY, STATUS_CLASSES},
+    http::STATUS_CLASSES,
     maps as m,
-    route::{
-        COMBO_ANY, COMBO_HOST, COMBO_METHOD, COMBO_METHOD_HOST, HttpConfig as KernelHttp,
-        MAX_ROUTES, ROUTE_KEY_DATA, RouteValue,
-    },
+    route::{HttpConfig as KernelHttp, MAX_ROUTES, ROUTE_KEY_DATA, RouteValue},
 };
 
 use super::KernelError;
@@ -94,17 +91,10 @@ impl HttpMaps {
         for k in old {
             trie.remove(&k).map_err(map_err(m::ROUTES0))?;
         }
-        let mut combos = 0;
-        for (i, r) in http.routes.iter().enumerate() {
-            let (data, bits, value) = r.compile(i as u32);
-            trie.insert(&Key::new(bits, data), value, 0)
+        let compiled = crate::config::routes::compile(&http.routes, MAX_ROUTES as usize);
+        for (data, bits, value) in &compiled.entries {
+            trie.insert(&Key::new(*bits, *data), *value, 0)
                 .map_err(map_err(m::ROUTES0))?;
-            combos |= match (data[0] != METHOD_ANY, r.host.is_some()) {
-                (true, true) => COMBO_METHOD_HOST,
-                (true, false) => COMBO_METHOD,
-                (false, true) => COMBO_HOST,
-                (false, false) => COMBO_ANY,
-            };
         }
         // The half being filled starts its counters from zero.
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Write(m::ROUTE_REQS, e))?;
@@ -125,13 +115,14 @@ impl HttpMaps {
             .set(
                 0,
                 KernelHttp {
-                    active: (half << 16) | combos,
+                    active: (half << 16) | compiled.active_bits,
                     sample_every: http.sample_every,
                     report_interval_ns: http.report_interval.as_nanos() as u64,
                     resp_v4_len: u32::from(http.response_ipv4_prefix),
                     resp_v6_len: u32::from(http.response_ipv6_prefix),
                     resp_batch,
-                    _pad: 0,
+                    method_bits: compiled.method_bits,
+                    host_bits: compiled.host_bits,
                 },
                 0,
             )

@@ -3,6 +3,7 @@
 //! the median kept, because these machines are shared and noisy.
 pub mod dataset;
 pub mod drop;
+pub mod http;
 pub mod load;
 pub mod lookup;
 pub mod observe;

@@ -64,6 +64,24 @@ fn main() {
         r.line("## Rate limits: from over the limit to banned\n");
         enforcer_tests::bench::ratelimit::ban_latency(&mut r, if quick { 20 } else { 60 });
     }
+    if want("http") || want("http-cost") {
+        r.line("## HTTP: route matching cost per packet (BPF_PROG_TEST_RUN)\n");
+        enforcer_tests::bench::http::cost(&mut r, rounds, if quick { 50_000 } else { 200_000 });
+    }
+    if want("http") {
+        r.line("## HTTP: a real server's throughput on a veth\n");
+        enforcer_tests::bench::http::throughput(
+            &mut r,
+            if quick { 2 } else { 5 },
+            if quick { 3 } else { 5 },
+        );
+        r.line("## HTTP: legitimate throughput under a flood from a limited client\n");
+        enforcer_tests::bench::http::flood(
+            &mut r,
+            if quick { 2 } else { 3 },
+            if quick { 3 } else { 5 },
+        );
+    }
     if want("agent") {
         r.line("## The agent: scrape cost and memory\n");
         enforcer_tests::bench::observe::run(&mut r, &d, if quick { 2 } else { 5 });
