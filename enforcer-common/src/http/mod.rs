@@ -10,7 +10,7 @@
 
 mod scan;
 
-pub use scan::{Driver, HOST_END, NONE, PATH_END, Request, SCAN_WORDS, Scan, host_hash, parse};
+pub use scan::{Driver, NONE, Request, SCAN_WORDS, Scan, Search, host_hash, parse};
 
 /// Bytes of a segment's payload the program looks at.
 pub const SCAN_BYTES: usize = 512;

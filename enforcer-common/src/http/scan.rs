@@ -27,18 +27,24 @@ const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
 /// `.` and `-` as they are).
 const LOWER: u64 = 0x2020_2020_2020_2020;
 
-/// Bytes that end a path in a request target.
-pub const PATH_END: [u8; 8] = *b" ?#\r\n\r\r\r";
-/// Bytes that end a query (the target's rest).
-const QUERY_END: [u8; 8] = *b" \r\n\r\r\r\r\r";
-/// Bytes that end the host of an authority.
-const AUTH_END: [u8; 8] = *b":/ ?#\r\n\r";
-/// Bytes that end an authority's port.
-const PORT_END: [u8; 8] = *b"/ ?#\r\n\r\r";
-/// Bytes that end a Host header value.
-pub const HOST_END: [u8; 8] = *b": \t\r\n\r\r\r";
-/// Optional whitespace (searched with `invert`: the first byte that is not).
-const OWS: [u8; 8] = *b" \t      ";
+/// What a search looks for. Each is a few SWAR operations per word; the
+/// control bytes (below `!`: space, CR, LF, tab, ...) end every token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Search {
+    /// The end of a path: a control byte, `?` or `#`.
+    Path = 0,
+    /// The end of a query: a control byte.
+    Query = 1,
+    /// The end of an authority's host: a control byte, `:`, `/`, `?`, `#`.
+    Auth = 2,
+    /// The end of an authority's port: a control byte, `/`, `?`, `#`.
+    Port = 3,
+    /// The end of a Host header value: a control byte or `:`.
+    HostEnd = 4,
+    /// The first byte that is not optional whitespace (space, tab).
+    NotSpace = 5,
+}
 
 /// `b` as the 8 little-endian lanes of a word, for comparisons.
 const fn le(b: &[u8; 8]) -> u64 {
@@ -51,6 +57,32 @@ const fn le(b: &[u8; 8]) -> u64 {
 const fn eq_lanes(w: u64, c: u8) -> u64 {
     let x = w ^ (ONES * c as u64);
     !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// High bit of each byte lane of `w` below `n` (exact, `n` at most 0x80).
+#[inline(always)]
+const fn lt_lanes(w: u64, n: u8) -> u64 {
+    !(((w & LOW7) + ONES * (0x80 - n as u64)) | w) & HIGH
+}
+
+/// The lanes of `w` that a search of `kind` stops at.
+#[inline(always)]
+const fn stop_lanes(kind: u32, w: u64) -> u64 {
+    const CONTROL_END: u8 = b'!';
+    match kind {
+        0 => lt_lanes(w, CONTROL_END) | eq_lanes(w, b'?') | eq_lanes(w, b'#'),
+        1 => lt_lanes(w, CONTROL_END),
+        2 => {
+            lt_lanes(w, CONTROL_END)
+                | eq_lanes(w, b':')
+                | eq_lanes(w, b'/')
+                | eq_lanes(w, b'?')
+                | eq_lanes(w, b'#')
+        }
+        3 => lt_lanes(w, CONTROL_END) | eq_lanes(w, b'/') | eq_lanes(w, b'?') | eq_lanes(w, b'#'),
+        4 => lt_lanes(w, CONTROL_END) | eq_lanes(w, b':'),
+        _ => !(eq_lanes(w, b' ') | eq_lanes(w, b'\t')) & HIGH,
+    }
 }
 
 /// Lanes at or after byte `from` (0..8) of a word.
@@ -143,14 +175,11 @@ pub struct Scan {
     pub buf: [u64; SCAN_WORDS],
     /// Bytes of payload in `buf`.
     pub n: u32,
-    /// The current search: from `pos` to before `end`, for bytes in `set`
-    /// (the first `set_len` of it), or not in it when `invert` is 1.
+    /// The current search: from `pos` to before `end`, of a [`Search`] kind.
     pub pos: u32,
     pub end: u32,
     pub found: u32,
-    pub set: [u8; 8],
-    pub invert: u32,
-    _pad: u32,
+    pub kind: u32,
 }
 
 impl Default for Scan {
@@ -167,9 +196,7 @@ impl Scan {
             pos: 0,
             end: 0,
             found: NONE,
-            set: [0; 8],
-            invert: 0,
-            _pad: 0,
+            kind: 0,
         }
     }
 
@@ -232,14 +259,13 @@ impl Scan {
         }
     }
 
-    /// Starts a search of `[from, end)` for a byte in `set` (or not in it).
+    /// Starts a search of `[from, end)`.
     #[inline(always)]
-    fn start(&mut self, from: u32, end: u32, set: [u8; 8], invert: bool) {
+    fn start(&mut self, from: u32, end: u32, kind: Search) {
         self.pos = from;
         self.end = if end > self.n { self.n } else { end };
         self.found = NONE;
-        self.set = set;
-        self.invert = invert as u32;
+        self.kind = kind as u32;
     }
 
     /// One word of the current search. Returns false when it is over
@@ -251,19 +277,8 @@ impl Scan {
         }
         let k = self.pos >> 3;
         let w = self.buf[(k as usize) & (SCAN_WORDS - 1)];
-        let s = self.set;
-        let mut lanes = eq_lanes(w, s[0])
-            | eq_lanes(w, s[1])
-            | eq_lanes(w, s[2])
-            | eq_lanes(w, s[3])
-            | eq_lanes(w, s[4])
-            | eq_lanes(w, s[5])
-            | eq_lanes(w, s[6])
-            | eq_lanes(w, s[7]);
-        if self.invert != 0 {
-            lanes ^= HIGH;
-        }
-        lanes &= lanes_from(self.pos & 7) & lanes_before(self.end - k * 8);
+        let lanes =
+            stop_lanes(self.kind, w) & lanes_from(self.pos & 7) & lanes_before(self.end - k * 8);
         if lanes != 0 {
             self.found = k * 8 + first_lane(lanes);
             return false;
@@ -375,8 +390,8 @@ impl Request {
 }
 
 #[inline(always)]
-fn find<D: Driver>(s: &mut Scan, d: &mut D, from: u32, end: u32, set: [u8; 8]) -> u32 {
-    s.start(from, end, set, false);
+fn find<D: Driver>(s: &mut Scan, d: &mut D, from: u32, end: u32, kind: Search) -> u32 {
+    s.start(from, end, kind);
     d.find(s);
     s.found
 }
@@ -421,7 +436,7 @@ pub fn parse<D: Driver>(s: &mut Scan, d: &mut D, want_host: bool) -> Option<Requ
             return None;
         };
         r.absolute = true;
-        let a_end = find(s, d, auth, n, AUTH_END);
+        let a_end = find(s, d, auth, n, Search::Auth);
         if a_end == NONE {
             r.host = s.hash(auth, n);
             r.slash = true;
@@ -431,7 +446,7 @@ pub fn parse<D: Driver>(s: &mut Scan, d: &mut D, want_host: bool) -> Option<Requ
         r.host = s.hash(auth, a_end);
         at = a_end;
         if s.byte(at) == b':' {
-            at = find(s, d, at + 1, n, PORT_END);
+            at = find(s, d, at + 1, n, Search::Port);
             if at == NONE {
                 r.slash = true;
                 r.path_len = 1;
@@ -448,7 +463,7 @@ pub fn parse<D: Driver>(s: &mut Scan, d: &mut D, want_host: bool) -> Option<Requ
     }
     if !r.slash {
         r.path_start = at;
-        let e = find(s, d, at, n, PATH_END);
+        let e = find(s, d, at, n, Search::Path);
         if e == NONE {
             r.path_len = path_len(at, n);
             return Some(r);
@@ -457,17 +472,15 @@ pub fn parse<D: Driver>(s: &mut Scan, d: &mut D, want_host: bool) -> Option<Requ
         at = e;
     }
     let c = s.byte(at);
-    if c == b'\r' || c == b'\n' {
-        return None;
-    }
     if c == b'?' || c == b'#' {
-        at = find(s, d, at, n, QUERY_END);
+        at = find(s, d, at, n, Search::Query);
         if at == NONE {
             return Some(r);
         }
-        if s.byte(at) != b' ' {
-            return None;
-        }
+    }
+    // A line end or another control byte inside the target: not a request.
+    if s.byte(at) != b' ' {
+        return None;
     }
     // " HTTP/1.0" or " HTTP/1.1", then the line end: as much as is visible.
     let v = at + 1;
@@ -496,13 +509,11 @@ pub fn parse<D: Driver>(s: &mut Scan, d: &mut D, want_host: bool) -> Option<Requ
     if value == NONE {
         return Some(r);
     }
-    s.start(value, value + 16, OWS, true);
-    d.find(s);
-    let start = s.found;
+    let start = find(s, d, value, value + 16, Search::NotSpace);
     if start == NONE {
         return Some(r);
     }
-    let mut end = find(s, d, start, start + MAX_HOST as u32, HOST_END);
+    let mut end = find(s, d, start, start + MAX_HOST as u32, Search::HostEnd);
     if end == NONE {
         end = if start + MAX_HOST as u32 > n {
             n
@@ -530,16 +541,19 @@ mod tests {
         assert_eq!(eq_lanes(le(b"  !!!!!!"), b' '), 0x8080);
         let mut s = Scan::new();
         s.fill(b"0123456789abcdef ghij");
-        assert_eq!(find(&mut s, &mut Loops, 3, 100, PATH_END), 16);
-        assert_eq!(find(&mut s, &mut Loops, 17, 100, PATH_END), NONE);
+        assert_eq!(find(&mut s, &mut Loops, 3, 100, Search::Path), 16);
+        assert_eq!(find(&mut s, &mut Loops, 17, 100, Search::Path), NONE);
         assert_eq!(
-            find(&mut s, &mut Loops, 0, 10, PATH_END),
+            find(&mut s, &mut Loops, 0, 10, Search::Path),
             NONE,
             "bounded by end"
         );
-        s.start(16, 100, OWS, true);
-        Loops.find(&mut s);
-        assert_eq!(s.found, 17, "the first byte not in the set");
+        assert_eq!(find(&mut s, &mut Loops, 16, 100, Search::NotSpace), 17);
+        // Below `!`, exactly: every control byte and the space, nothing else.
+        for c in 0..=255u8 {
+            let w = u64::from_le_bytes([b'a', c, b'a', b'a', b'a', b'a', b'a', b'a']);
+            assert_eq!(lt_lanes(w, b'!') != 0, c < b'!', "{c:#x}");
+        }
         assert_eq!(s.word_at(13), le(b"def ghij"));
         assert_eq!(s.byte(20), b'j');
         assert_eq!(s.byte(21), 0, "zero past the end");
