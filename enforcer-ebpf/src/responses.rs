@@ -75,9 +75,12 @@ fn observe(ctx: &TcContext) -> Option<()> {
         return None;
     }
     let payload = l4.off + ((h[12] >> 4) as usize) * 4;
-    // The payload may sit outside the linear part of the skb (GSO, frags):
-    // read it with the helper, not through packet pointers.
-    let line = ctx.load::<[u8; STATUS_LINE]>(payload).ok()?;
+    // Usually in the linear part of the skb: read in place. Otherwise (GSO,
+    // frags) through the helper, which reaches the rest.
+    let line = match pkt.load::<[u8; STATUS_LINE]>(payload) {
+        Some(l) => l,
+        None => ctx.load::<[u8; STATUS_LINE]>(payload).ok()?,
+    };
     let class = status_class(status(&line)?)?;
     if class >= STATUS_CLASSES {
         return None;

@@ -408,6 +408,9 @@ pub fn throughput(report: &mut Report, rounds: usize, secs: u32) {
             for (m, (_, conns, extra)) in modes.iter().enumerate() {
                 wait_idle(Duration::from_secs(2));
                 let w = wrk(&c.ns, 0, *conns, secs, &url, extra);
+                if std::env::var_os("ENFORCER_BENCH_DEBUG").is_some() {
+                    eprintln!("{what} mode {m}: {w:?}");
+                }
                 rps[m][s].push(w.rps);
                 p99[m][s].push(w.p99_ms);
                 errors += w.errors;

@@ -72,8 +72,8 @@ fn main() {
         r.line("## HTTP: a real server's throughput on a veth\n");
         enforcer_tests::bench::http::throughput(
             &mut r,
-            if quick { 2 } else { 5 },
-            if quick { 3 } else { 5 },
+            if quick { 2 } else { 7 },
+            if quick { 3 } else { 4 },
         );
         r.line("## HTTP: legitimate throughput under a flood from a limited client\n");
         enforcer_tests::bench::http::flood(
