@@ -484,7 +484,7 @@ pub fn parse<D: Driver>(s: &mut Scan, d: &mut D, want_host: bool) -> Option<Requ
     }
     // " HTTP/1.0" or " HTTP/1.1", then the line end: as much as is visible.
     let v = at + 1;
-    let visible = if n > v { n - v } else { 0 };
+    let visible = n.saturating_sub(v);
     let m = bytes_mask(visible);
     let w = s.word_at(v) & m;
     if w != le(b"HTTP/1.1") & m && w != le(b"HTTP/1.0") & m {

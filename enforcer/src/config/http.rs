@@ -289,7 +289,7 @@ pub(super) fn validate(
             continue;
         }
         if path.len() > MAX_PATH {
-            errors.push(src.error(r.path.span(), k("path"), format!("found a prefix of {} bytes", path.len()), &format!("at most {MAX_PATH} bytes (the program matches the first {MAX_PATH} bytes of a path)")));
+            errors.push(src.error(r.path.span(), k("path"), format!("found a prefix of {} bytes", path.len()), format!("at most {MAX_PATH} bytes (the program matches the first {MAX_PATH} bytes of a path)")));
             continue;
         }
         let action = match r.action.as_ref().map(|a| (a, a.get_ref().as_str())) {
@@ -398,7 +398,7 @@ pub(super) fn validate(
             0..0,
             "routes",
             format!("{} routes", out.routes.len()),
-            &format!("at most {MAX_ROUTES}"),
+            format!("at most {MAX_ROUTES}"),
         ));
     }
     for (i, d) in detect.responses.iter().enumerate() {
