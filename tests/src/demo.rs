@@ -5,8 +5,9 @@
 //! to bad credentials, `/api/items/N`) and five clients, each in its own
 //! namespace and /24: a normal user, a credential stuffer, a scraper, a SYN
 //! flooder, and a source listed in a blocklist feed. The agent runs the
-//! policy in `examples/demo.toml` on the API host's interfaces; the feed is
-//! `examples/demo-feed.netset`. Everything is bounded in time and removed at
+//! policy in `examples/demo.toml` on the API host's interfaces (packet and
+//! SYN limits, HTTP routes for `/login` and `/api/items`, a 401 rule read
+//! from the server's answers); the feed is `examples/demo-feed.netset`. Everything is bounded in time and removed at
 //! the end, on Ctrl-C, or when something fails.
 
 use std::{
@@ -26,7 +27,7 @@ use serde::Serialize;
 use crate::{
     agent::{Agent, Paths},
     httpc, httpd,
-    netns::{Netns, enter, sh},
+    netns::{Netns, attach_pass, enter, sh},
 };
 
 /// Per-client outcome.
@@ -91,6 +92,7 @@ pub fn run(opts: &Options) -> Summary {
     let api = Netns::new(format!("enfdemo{tag}-api"));
     let mut clients = Vec::new();
     let mut ifaces = Vec::new();
+    let mut peer_xdp = Vec::new();
     for (i, (name, net)) in CLIENTS.iter().enumerate() {
         let ns = Netns::new(format!("enfdemo{tag}-{name}"));
         let (sif, cif) = (format!("ds{tag}{i}"), format!("dc{tag}{i}"));
@@ -121,6 +123,9 @@ pub fn run(opts: &Options) -> Summary {
         ]);
         sh(&["ip", "-n", &api.name, "link", "set", &sif, "up"]);
         sh(&["ip", "-n", &ns.name, "link", "set", &cif, "up"]);
+        // A veth wakes its peer for frames sent back with XDP_TX (the login
+        // route's resets) only when the peer runs an XDP program.
+        peer_xdp.push(attach_pass(&ns.path(), &cif));
         ifaces.push(sif);
         clients.push(Client {
             name,
@@ -287,8 +292,10 @@ pub fn run(opts: &Options) -> Summary {
         bpffs,
     };
     print_summary(opts, &summary);
-    // Guards remove the agent (and its pins), the server, and the namespaces.
+    // Guards remove the agent (and its pins), the server, the client ends'
+    // programs and the namespaces.
     drop(agent);
+    drop(peer_xdp);
     summary
 }
 
