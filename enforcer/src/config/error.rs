@@ -52,15 +52,36 @@ impl fmt::Display for ConfigErrors {
 pub struct Source<'a> {
     pub file: &'a Path,
     pub text: &'a str,
+    /// Byte offsets where lines start, built on first use: positions are
+    /// asked for every route (to name where a duplicate was first defined),
+    /// and counting lines from the top each time made a 1.6 MB policy with
+    /// 1,000 routes take seconds to validate.
+    line_starts: std::cell::OnceCell<Vec<usize>>,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    pub fn new(file: &'a Path, text: &'a str) -> Self {
+        Self {
+            file,
+            text,
+            line_starts: std::cell::OnceCell::new(),
+        }
+    }
+
     /// 1-based line and column of a byte offset.
     pub fn position(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        // The last line start at or before `offset` (there is always one: 0).
+        let line = starts.partition_point(|&s| s <= offset);
+        let line_start = starts[line - 1];
         let column = self.text[line_start..offset].chars().count() + 1;
         (line, column)
     }
@@ -143,12 +164,13 @@ mod tests {
     #[test]
     fn positions_and_keys() {
         let text = "[agent]\ninterfaces = [\"eth0\"]\n\n[blocklist]\nprefixes = [\"x\"]\n";
-        let s = Source {
-            file: Path::new("/etc/enforcer/enforcer.toml"),
-            text,
-        };
+        let s = Source::new(Path::new("/etc/enforcer/enforcer.toml"), text);
         let off = text.find("\"x\"").unwrap();
         assert_eq!(s.position(off), (5, 13));
+        assert_eq!(s.position(0), (1, 1));
+        assert_eq!(s.position(text.find("\n").unwrap()), (1, 8));
+        assert_eq!(s.position(text.find("\n").unwrap() + 1), (2, 1));
+        assert_eq!(s.position(text.len() + 10), (6, 1));
         assert_eq!(s.key_at(off), "blocklist.prefixes");
         assert_eq!(s.key_at(text.find("\"eth0").unwrap()), "agent.interfaces");
         let e = s.error(

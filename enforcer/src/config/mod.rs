@@ -220,7 +220,7 @@ impl Config {
     /// values, lists it gives are appended, and a limit or feed name that an
     /// earlier file already used is a conflict.
     fn apply(&mut self, path: &Path, text: &str, errors: &mut Vec<ConfigError>, names: &mut Names) {
-        let src = Source { file: path, text };
+        let src = Source::new(path, text);
         let raw: RawConfig = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {

@@ -253,7 +253,14 @@ fn nginx(ns: &Netns, dir: &Path, cpu: usize) -> Proc {
         .spawn()
         .expect("starting nginx");
     std::thread::sleep(Duration::from_millis(300));
-    Proc(child)
+    let mut proc = Proc(child);
+    if let Ok(Some(status)) = proc.0.try_wait() {
+        panic!(
+            "nginx exited at start ({status}): is it installed? `cargo xtask bench` installs it; \
+             its log is {d}/error.log"
+        );
+    }
+    proc
 }
 
 /// What one wrk run measured.
@@ -289,6 +296,13 @@ fn wrk(ns: &Netns, cpu: usize, conns: u32, secs: u32, url: &str, extra: &[&str])
         .output()
         .expect("running wrk");
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Requests/sec:"),
+        "wrk {url} gave no result ({}): {}{}",
+        out.status,
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut w = Wrk::default();
     for line in text.lines() {
         let l = line.trim();
