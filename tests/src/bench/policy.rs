@@ -113,7 +113,7 @@ pub fn run(report: &mut Report, prefixes: usize, decisions: usize, rounds: usize
                 format!("{:.0}", median(&mut same)),
             ],
             vec![
-                "1% of the prefixes changed".into(),
+                "1% of the prefixes and 1% of the routes changed".into(),
                 format!("{:.0}", median(&mut changed)),
             ],
         ],
