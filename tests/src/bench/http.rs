@@ -11,7 +11,7 @@ use std::{
 
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use enforcer::{
-    config::{HttpConfig, RouteSpec},
+    config::{HttpConfig, RouteSpec, RuleSpec},
     kernel::{Datapath, LoadOptions, XdpModeChoice, object},
 };
 
@@ -330,6 +330,11 @@ enum Attached {
 }
 
 fn attach(topo: &Topology, what: &str, http: &HttpConfig) -> Attached {
+    attach_with(topo, what, http, &[])
+}
+
+/// As `attach`, with per-source rate limits installed beside the routes.
+fn attach_with(topo: &Topology, what: &str, http: &HttpConfig, limits: &[RuleSpec]) -> Attached {
     let ns = topo.server.path();
     let ifs = topo.server_ifs();
     match what {
@@ -342,9 +347,13 @@ fn attach(topo: &Topology, what: &str, http: &HttpConfig) -> Attached {
         },
         _ => {
             let http = http.clone();
+            let limits: Vec<_> = limits.iter().map(RuleSpec::compile).collect();
             std::thread::spawn(move || {
                 enter(&ns);
                 let mut dp = load(&http);
+                dp.rate
+                    .install(&limits, 1_000_000_000)
+                    .expect("installing limits");
                 for i in &ifs {
                     dp.attach(i, XdpModeChoice::Native, None)
                         .expect("attaching enforcer");
@@ -494,11 +503,26 @@ pub fn flood(report: &mut Report, rounds: usize, secs: u32) {
         ipv4_prefix: 32,
         ipv6_prefix: 64,
     };
-    let setups: [(&str, &str); 4] = [
+    // What docs/configuration.md advises beside `reject`: a SYN limit, so
+    // a client that reconnects after each reset cannot flood handshakes.
+    let syn_limit = RuleSpec {
+        name: "new-connections".into(),
+        kind: "syn".into(),
+        rate: 20,
+        burst: 40,
+        ipv4_prefix: 32,
+        ipv6_prefix: 64,
+        monitor: false,
+    };
+    let setups: [(&str, &str); 5] = [
         ("no flood, no program", "none"),
         ("flood, no program", "none"),
         ("flood, enforcer (login 5/s, drop)", "drop"),
         ("flood, enforcer (login 5/s, reject)", "reject"),
+        (
+            "flood, enforcer (login 5/s, reject; SYN limit 20/s)",
+            "reject+syn",
+        ),
     ];
     let mut legit_rps = vec![Vec::new(); setups.len()];
     let mut flood_rps = vec![Vec::new(); setups.len()];
@@ -506,6 +530,12 @@ pub fn flood(report: &mut Report, rounds: usize, secs: u32) {
         for (s, (label, action)) in setups.iter().enumerate() {
             let attached = match *action {
                 "none" => Attached::Nothing,
+                "reject+syn" => attach_with(
+                    &topo,
+                    "enforcer",
+                    &http_config(vec![login("reject")], vec![80]),
+                    std::slice::from_ref(&syn_limit),
+                ),
                 a => attach(&topo, "enforcer", &http_config(vec![login(a)], vec![80])),
             };
             wait_idle(Duration::from_secs(2));

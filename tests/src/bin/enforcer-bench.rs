@@ -75,6 +75,8 @@ fn main() {
             if quick { 2 } else { 7 },
             if quick { 3 } else { 4 },
         );
+    }
+    if want("http") || want("http-flood") {
         r.line("## HTTP: legitimate throughput under a flood from a limited client\n");
         enforcer_tests::bench::http::flood(
             &mut r,
