@@ -222,6 +222,40 @@ fn reject_makes_curl_fail_at_once_with_a_connection_reset() {
     assert_eq!((code, out.as_str()), (0, "401"));
     let (code, out, _) = curl(&c.ns, &["-d", "x", &url6]);
     assert_eq!(code, 56, "curl over IPv6: {out}");
+    // The server's side of both reset connections is closed by the agent
+    // too, not left holding a connection slot until its idle timeout.
+    let established = || {
+        let out = topo
+            .server
+            .cmd("ss")
+            .args(["-Htn", "state", "established", "( sport = :80 )"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&c.addr4) || l.contains(&c.addr6))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !established().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        established(),
+        Vec::<String>::new(),
+        "the server still holds the reset connections"
+    );
+    let metrics = agent.metrics();
+    assert!(
+        metrics.contains("enforcer_reject_server_closes_total{result=\"closed\"} 2"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("reject_server"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     // Other routes of the same client still work.
     let (code, out, _) = curl(&c.ns, &[&format!("http://{}/", c.server4)]);
     assert_eq!((code, out.as_str()), (0, "200"));

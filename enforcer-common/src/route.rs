@@ -114,6 +114,7 @@ pub const ROUTE_RULE_BASE: u32 = 0x1_0000;
 /// Ring-buffer event kinds beyond rate-limit reports.
 pub const EVENT_REQUEST: u32 = 2;
 pub const EVENT_RESPONSE: u32 = 3;
+pub const EVENT_RESET: u32 = 4;
 
 /// No route matched (in a request sample).
 pub const NO_ROUTE: u32 = u32::MAX;
@@ -145,6 +146,25 @@ pub struct ResponseReport {
     pub addr: [u8; 16],
     pub count: u64,
     pub ts_ns: u64,
+}
+
+/// A request answered with a reset (`reject`): the connection the server
+/// still holds open, for the agent to close on the server's side too (one
+/// XDP verdict sends one packet, to the client).
+///
+/// Addresses as on the wire (an IPv4 address in the first 4 bytes of the
+/// first word); ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResetEvent {
+    pub kind: u32,
+    /// 4 or 6.
+    pub family: u16,
+    pub client_port: u16,
+    pub server_port: u16,
+    pub _pad: [u16; 3],
+    pub client: [u64; 2],
+    pub server: [u64; 2],
 }
 
 /// Key of the per-client response counters.
@@ -345,6 +365,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<HttpConfig>(), 40);
         assert_eq!(core::mem::size_of::<RequestSample>(), 48);
         assert_eq!(core::mem::size_of::<ResponseReport>(), 48);
+        assert_eq!(core::mem::size_of::<ResetEvent>(), 48);
+        assert_eq!(core::mem::offset_of!(ResetEvent, client), 16);
         assert_eq!(core::mem::size_of::<RespKey>(), 24);
         assert_eq!(route_key_bits(6), 88);
     }

@@ -2,7 +2,8 @@
 //! reset sent back out of the interface it came in on (XDP_TX). The reset's
 //! sequence number is the client's acknowledgement number (its RCV.NXT), so
 //! its stack accepts it at once (RFC 5961) and the connection fails fast
-//! instead of retrying; the server never sees the request.
+//! instead of retrying; the server never sees the request. The connection
+//! is then reported to the agent, which closes the server's side of it.
 //!
 //! Headers are copied to the stack with `bpf_xdp_load_bytes`, rewritten a
 //! word at a time and copied back with `bpf_xdp_store_bytes`. Read in place,
@@ -16,10 +17,15 @@ use aya_ebpf::{
     helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
-use enforcer_common::route::{RST_TTL, rst_ipv4_checksum, tcp_rst_checksum, words32, words64};
+use enforcer_common::{
+    route::{
+        EVENT_RESET, RST_TTL, ResetEvent, rst_ipv4_checksum, tcp_rst_checksum, words32, words64,
+    },
+    stats::{STAT_EVENTS_LOST, STAT_EVENTS_SENT},
+};
 use enforcer_ebpf::{headers::IPPROTO_TCP, packet::Packet};
 
-use crate::Unlisted;
+use crate::{Unlisted, limits::stat_add, maps::EVENTS};
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -94,7 +100,7 @@ pub(crate) fn build_rst(ctx: &XdpContext, u: &Unlisted) -> bool {
     }
     let ack = seq_in.wrapping_add(consumed);
     let flags = TCP_RST | TCP_ACK;
-    let pseudo = if u.family == 4 {
+    let (pseudo, client, server) = if u.family == 4 {
         let Some(ip) = load::<u32, 5>(ctx, u.l3) else {
             return false;
         };
@@ -111,7 +117,11 @@ pub(crate) fn build_rst(ctx: &XdpContext, u: &Unlisted) -> bool {
         if !store(ctx, u.l3, &out) {
             return false;
         }
-        addrs + PSEUDO_TAIL
+        (
+            addrs + PSEUDO_TAIL,
+            [u64::from(ip[3]), 0],
+            [u64::from(ip[4]), 0],
+        )
     } else {
         let Some(ip) = load::<u64, 5>(ctx, u.l3) else {
             return false;
@@ -124,7 +134,11 @@ pub(crate) fn build_rst(ctx: &XdpContext, u: &Unlisted) -> bool {
         if !store(ctx, u.l3, &[first, ip[3], ip[4], ip[1], ip[2]]) {
             return false;
         }
-        words64(ip[1]) + words64(ip[2]) + words64(ip[3]) + words64(ip[4]) + PSEUDO_TAIL
+        (
+            words64(ip[1]) + words64(ip[2]) + words64(ip[3]) + words64(ip[4]) + PSEUDO_TAIL,
+            [ip[1], ip[2]],
+            [ip[3], ip[4]],
+        )
     };
     let csum = u32::from(tcp_rst_checksum(pseudo, dport, sport, seq, ack, flags).to_be());
     let out: [u32; 5] = [
@@ -150,6 +164,21 @@ pub(crate) fn build_rst(ctx: &XdpContext, u: &Unlisted) -> bool {
         if unsafe { bpf_xdp_adjust_tail(ctx.as_ptr().cast(), delta) } != 0 {
             return false;
         }
+    }
+    if let Some(mut e) = EVENTS.reserve::<ResetEvent>(0) {
+        e.write(ResetEvent {
+            kind: EVENT_RESET,
+            family: u.family as u16,
+            client_port: sport,
+            server_port: dport,
+            _pad: [0; 3],
+            client,
+            server,
+        });
+        e.submit(0);
+        stat_add(STAT_EVENTS_SENT, 1);
+    } else {
+        stat_add(STAT_EVENTS_LOST, 1);
     }
     true
 }

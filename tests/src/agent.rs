@@ -179,6 +179,24 @@ impl Agent {
             .find(|c| c["verdict"] == verdict && c["reason"] == reason)
             .map_or(0, |c| c["packets"].as_u64().unwrap())
     }
+
+    /// The agent's `/metrics` (default address, 127.0.0.1:9910 in its namespace).
+    pub fn metrics(&self) -> String {
+        use std::io::{Read as _, Write as _};
+        let ns = format!("/run/netns/{}", self.netns);
+        std::thread::spawn(move || {
+            crate::netns::enter(&ns);
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9910")
+                .expect("connect to the metrics endpoint");
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .join()
+        .unwrap()
+    }
 }
 
 impl Drop for Agent {

@@ -6,7 +6,9 @@ use aya::maps::{MapData, RingBuf};
 use enforcer_common::{
     blocklist::Origin,
     ratelimit::{EVENT_RATE_LIMIT, LimitEvent},
-    route::{EVENT_REQUEST, EVENT_RESPONSE, RequestSample, ResponseReport},
+    route::{
+        EVENT_REQUEST, EVENT_RESET, EVENT_RESPONSE, RequestSample, ResetEvent, ResponseReport,
+    },
 };
 use tokio::io::unix::AsyncFd;
 use tracing::{error, warn};
@@ -25,6 +27,7 @@ enum Event {
     Limit(LimitEvent),
     Request(RequestSample),
     Response(ResponseReport),
+    Reset(ResetEvent),
 }
 
 /// Decodes an event; `None` for an unknown kind or a short record.
@@ -40,6 +43,7 @@ fn decode(item: &[u8]) -> Option<Event> {
         EVENT_RATE_LIMIT => read(item).map(Event::Limit),
         EVENT_REQUEST => read(item).map(Event::Request),
         EVENT_RESPONSE => read(item).map(Event::Response),
+        EVENT_RESET => read(item).map(Event::Reset),
         _ => None,
     }
 }
@@ -107,6 +111,13 @@ fn handle(agent: &Agent, batch: &[Event]) {
         for e in batch {
             if let Event::Request(s) = e {
                 w.add(s, now);
+            }
+        }
+    }
+    if let Ok(mut r) = agent.resets.lock() {
+        for e in batch {
+            if let Event::Reset(e) = e {
+                r.on_event(e);
             }
         }
     }

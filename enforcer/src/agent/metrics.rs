@@ -315,6 +315,18 @@ impl Collector for AgentCollector {
                 &samples,
             )?;
         }
+        let r = agent.resets.lock().map(|r| r.counts).unwrap_or_default();
+        counter_family(
+            &mut enc,
+            "enforcer_reject_server_closes",
+            "Server sides of connections reset by `reject`, by what the agent did: closed, not_found (server not local or gone), spared (it had carried data), failed.",
+            &[
+                (vec![("result", "closed".to_owned())], r.closed),
+                (vec![("result", "not_found".to_owned())], r.not_found),
+                (vec![("result", "spared".to_owned())], r.spared),
+                (vec![("result", "failed".to_owned())], r.failed),
+            ],
+        )?;
         let (ok, failed) = agent.reloads();
         counter_family(
             &mut enc,

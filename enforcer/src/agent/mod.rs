@@ -13,6 +13,7 @@ mod handlers;
 pub mod http;
 mod metrics;
 pub mod policy;
+mod resets;
 
 use std::{
     collections::HashMap,
@@ -64,6 +65,7 @@ pub struct Agent {
     pub(crate) http: Mutex<HttpMaps>,
     pub(crate) requests: Mutex<http::RequestWindow>,
     pub(crate) responses: Mutex<http::ResponseDetector>,
+    pub(crate) resets: Mutex<resets::ServerResets>,
     pub(crate) reloads_ok: std::sync::atomic::AtomicU64,
     pub(crate) reloads_failed: std::sync::atomic::AtomicU64,
     /// The last reload's error, shown by `status` until a reload succeeds.
@@ -209,6 +211,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         http: Mutex::new(http_maps),
         requests: Mutex::new(http::RequestWindow::default()),
         responses: Mutex::new(responses),
+        resets: Mutex::new(resets::ServerResets::default()),
         reloads_ok: 0.into(),
         reloads_failed: 0.into(),
         last_reload_error: Mutex::new(None),

@@ -14,6 +14,7 @@ pub mod http;
 pub mod object;
 pub mod prefix_maps;
 pub mod ratelimit;
+pub mod sockdiag;
 pub mod sys;
 
 pub use datapath::{
