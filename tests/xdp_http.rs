@@ -2,7 +2,10 @@
 //! matching, per-route limits, the `reject` reset) and of the TC response
 //! observer, through the real compiled programs.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use enforcer::config::{Config, HttpConfig};
 use enforcer_common::{
@@ -453,4 +456,27 @@ fn the_tc_program_counts_watched_statuses_per_client() {
             .iter()
             .any(|r| r.class == STATUS_5XX && r.count == 1)
     );
+}
+
+#[test]
+fn a_batch_fires_with_the_response_that_fills_it_despite_interval_reports() {
+    let mut p = Program::new();
+    p.set_http(&http("[http]\nreport_interval = \"20ms\"\n"), 3);
+    let r401 = || response4(80, b"HTTP/1.1 401 Unauthorized\r\n\r\n");
+    p.run_tc(&r401()); // the first: reported at once
+    std::thread::sleep(Duration::from_millis(60));
+    p.run_tc(&r401()); // after the interval: reported (1), and kept in the batch
+    p.run_tc(&r401());
+    p.run_tc(&r401()); // the third since the batch began: the batch fires
+    let counts: Vec<u64> = p
+        .raw_events()
+        .iter()
+        // SAFETY: 48-byte events of plain integers.
+        .map(|b| unsafe { std::ptr::read_unaligned::<ResponseReport>(b.as_ptr().cast()) })
+        .filter(|r| r.class == STATUS_401)
+        .map(|r| r.count)
+        .collect();
+    // Counting from the last report instead would hold the last two until
+    // the next interval: [1, 1].
+    assert_eq!(counts, vec![1, 1, 2]);
 }

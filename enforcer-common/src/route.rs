@@ -176,12 +176,48 @@ pub struct RespKey {
     pub addr: [u8; 16],
 }
 
-/// Response counter state.
+/// Response counter state of one client key and status class.
+///
+/// `count` runs from one batch report to the next; `sent` is how much of it
+/// interval reports already told the agent. So a batch fires when `batch`
+/// responses have come since the last batch, however many interval reports
+/// came between: a threshold the agent is waiting for is reached with the
+/// response that crosses it, not an interval later. (Same size and layout
+/// as the former `count: u64`, so a pinned map from before reads as counts.)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RespState {
-    pub count: u64,
+    pub count: u32,
+    pub sent: u32,
     pub last_event_ns: u64,
+}
+
+/// Counts one more response; returns how many responses to report now (the
+/// ones not reported yet), if a report is due: when `batch` (0: none)
+/// responses have come since the last batch, or `interval` ns have passed
+/// since the last report.
+#[inline(always)]
+pub fn resp_step(st: &mut RespState, now: u64, interval: u64, batch: u32) -> Option<u64> {
+    st.count = st.count.saturating_add(1);
+    let unsent = u64::from(st.count.saturating_sub(st.sent));
+    if batch != 0 && st.count >= batch {
+        *st = RespState {
+            count: 0,
+            sent: 0,
+            last_event_ns: now,
+        };
+        return Some(unsent);
+    }
+    if now.saturating_sub(st.last_event_ns) >= interval {
+        // Without batches nothing would ever reset the count: start over.
+        st.sent = if batch == 0 { 0 } else { st.count };
+        if batch == 0 {
+            st.count = 0;
+        }
+        st.last_event_ns = now;
+        return Some(unsent);
+    }
+    None
 }
 
 /// Computes the TCP checksum of a 20-byte RST segment (no options, no
@@ -360,6 +396,43 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_counts_what_interval_reports_already_sent() {
+        let mut st = RespState {
+            count: 0,
+            sent: 0,
+            last_event_ns: 0,
+        };
+        let (iv, batch) = (10, 5);
+        // Two responses, the second after the interval: reported, kept.
+        assert_eq!(resp_step(&mut st, 1, iv, batch), None);
+        assert_eq!(resp_step(&mut st, 20, iv, batch), Some(2));
+        // Three more at once: the fifth since the batch began fires it, with
+        // the three not yet reported.
+        assert_eq!(resp_step(&mut st, 21, iv, batch), None);
+        assert_eq!(resp_step(&mut st, 22, iv, batch), None);
+        assert_eq!(resp_step(&mut st, 23, iv, batch), Some(3));
+        assert_eq!(st.count, 0);
+        // Everything is reported exactly once, over any sequence.
+        let mut total = 0;
+        let mut reported = 0;
+        let mut st = RespState::default();
+        for t in 0..10_000u64 {
+            total += 1;
+            reported += resp_step(&mut st, t * 3 % 7 + t, 25, 7).unwrap_or(0);
+        }
+        assert_eq!(reported + u64::from(st.count - st.sent), total);
+    }
+
+    #[test]
+    fn without_batches_interval_reports_start_over() {
+        let mut st = RespState::default();
+        assert_eq!(resp_step(&mut st, 5, 10, 0), None);
+        assert_eq!(resp_step(&mut st, 10, 10, 0), Some(2));
+        assert_eq!(st.count, 0);
+        assert_eq!(resp_step(&mut st, 30, 10, 0), Some(1));
+    }
+
+    #[test]
     fn layouts() {
         assert_eq!(core::mem::size_of::<RouteValue>(), 40);
         assert_eq!(core::mem::size_of::<HttpConfig>(), 40);
@@ -368,6 +441,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<ResetEvent>(), 48);
         assert_eq!(core::mem::offset_of!(ResetEvent, client), 16);
         assert_eq!(core::mem::size_of::<RespKey>(), 24);
+        assert_eq!(core::mem::size_of::<RespState>(), 16);
         assert_eq!(route_key_bits(6), 88);
     }
 }

@@ -11,7 +11,7 @@ use aya_ebpf::{macros::classifier, programs::TcContext};
 use enforcer_common::{
     http::{STATUS_CLASSES, status, status_class},
     prefix::mask_v6,
-    route::{EVENT_RESPONSE, RespKey, RespState, ResponseReport},
+    route::{EVENT_RESPONSE, RespKey, RespState, ResponseReport, resp_step},
     stats::{STAT_EVENTS_LOST, STAT_EVENTS_SENT},
 };
 use enforcer_ebpf::{
@@ -98,8 +98,8 @@ fn observe(ctx: &TcContext) -> Option<()> {
     Some(())
 }
 
-/// Counts one response for `key`, reporting the key's count when its
-/// interval has passed or its batch is full.
+/// Counts one response for `key`, reporting what the agent has not been told
+/// when the key's interval has passed or its batch is full (`resp_step`).
 #[inline(always)]
 fn count(key: &RespKey, prefix_len: u32, interval: u64, batch: u32) {
     let now = now_ns();
@@ -109,6 +109,7 @@ fn count(key: &RespKey, prefix_len: u32, interval: u64, batch: u32) {
             key,
             &RespState {
                 count: 0,
+                sent: 0,
                 last_event_ns: now,
             },
             0,
@@ -117,21 +118,14 @@ fn count(key: &RespKey, prefix_len: u32, interval: u64, batch: u32) {
         return;
     };
     // SAFETY: a live map value for this program run. Updates from two CPUs
-    // at once may lose a count; a torn value is impossible (aligned words).
-    let (n, last) = unsafe {
-        (*st).count += 1;
-        ((*st).count, (*st).last_event_ns)
-    };
-    let due = now.saturating_sub(last) >= interval || (batch != 0 && n >= u64::from(batch));
-    if !due {
-        return;
-    }
+    // at once may lose a count; a torn word is impossible (aligned words).
+    let mut state = unsafe { *st };
+    let due = resp_step(&mut state, now, interval, batch);
     // SAFETY: as above.
-    unsafe {
-        (*st).count = 0;
-        (*st).last_event_ns = now;
+    unsafe { *st = state };
+    if let Some(n) = due {
+        send(key, prefix_len, n, now);
     }
-    send(key, prefix_len, n, now);
 }
 
 #[inline(always)]
