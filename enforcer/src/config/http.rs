@@ -14,7 +14,10 @@ use enforcer_common::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, Source, ratelimit::duration};
+use super::{
+    ConfigError, Source,
+    values::{bucket, duration, int_in, v4_len, v6_len},
+};
 
 /// Defaults: the plaintext HTTP ports.
 pub const DEFAULT_PORTS: [u16; 2] = [80, 8080];
@@ -155,23 +158,6 @@ struct RawResponseRule {
     ban_time: Spanned<String>,
 }
 
-fn int(
-    src: &Source<'_>,
-    v: &Spanned<i64>,
-    key: String,
-    range: std::ops::RangeInclusive<i64>,
-    what: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<i64> {
-    let n = *v.get_ref();
-    if range.contains(&n) {
-        Some(n)
-    } else {
-        errors.push(src.error(v.span(), key, format!("found {n}"), what));
-        None
-    }
-}
-
 /// Applies one file's `[http]`, `[[routes]]` and `[[detect.responses]]`.
 pub(super) fn validate(
     src: &Source<'_>,
@@ -185,7 +171,7 @@ pub(super) fn validate(
     if let Some(ports) = &raw.ports {
         let mut v = Vec::new();
         for (i, p) in ports.get_ref().iter().enumerate() {
-            if let Some(n) = int(
+            if let Some(n) = int_in(
                 src,
                 p,
                 format!("http.ports[{i}]"),
@@ -199,10 +185,10 @@ pub(super) fn validate(
         out.ports = v;
     }
     if let Some(v) = &raw.sample_every
-        && let Some(n) = int(
+        && let Some(n) = int_in(
             src,
             v,
-            "http.sample_every".into(),
+            "http.sample_every",
             0..=1_000_000,
             "0 (no samples) or one request in N, N up to 1000000",
             errors,
@@ -211,28 +197,14 @@ pub(super) fn validate(
         out.sample_every = n as u32;
     }
     if let Some(v) = &raw.response_ipv4_prefix
-        && let Some(n) = int(
-            src,
-            v,
-            "http.response_ipv4_prefix".into(),
-            1..=32,
-            "an IPv4 prefix length from 1 to 32",
-            errors,
-        )
+        && let Some(n) = v4_len(src, v, "http.response_ipv4_prefix", errors)
     {
-        out.response_ipv4_prefix = n as u8;
+        out.response_ipv4_prefix = n;
     }
     if let Some(v) = &raw.response_ipv6_prefix
-        && let Some(n) = int(
-            src,
-            v,
-            "http.response_ipv6_prefix".into(),
-            1..=128,
-            "an IPv6 prefix length from 1 to 128",
-            errors,
-        )
+        && let Some(n) = v6_len(src, v, "http.response_ipv6_prefix", errors)
     {
-        out.response_ipv6_prefix = n as u8;
+        out.response_ipv6_prefix = n;
     }
     if let Some(v) = &raw.report_interval
         && let Some(d) = duration(src, v, "http.report_interval", errors)
@@ -306,44 +278,18 @@ pub(super) fn validate(
                 continue;
             }
         };
-        let rate = int(
+        let b = bucket(
             src,
-            &r.rate,
-            k("rate"),
-            1..=1_000_000_000,
-            "a rate in requests per second, a whole number of at least 1",
+            k,
+            (
+                &r.rate,
+                "a rate in requests per second, a whole number of at least 1",
+            ),
+            r.burst.as_ref(),
+            r.ipv4_prefix.as_ref(),
+            r.ipv6_prefix.as_ref(),
             errors,
         );
-        let burst = r.burst.as_ref().map_or(rate, |b| {
-            int(
-                src,
-                b,
-                k("burst"),
-                1..=1_000_000_000,
-                "a burst of at least 1",
-                errors,
-            )
-        });
-        let v4 = r.ipv4_prefix.as_ref().map_or(Some(32), |v| {
-            int(
-                src,
-                v,
-                k("ipv4_prefix"),
-                1..=32,
-                "an IPv4 prefix length from 1 to 32",
-                errors,
-            )
-        });
-        let v6 = r.ipv6_prefix.as_ref().map_or(Some(64), |v| {
-            int(
-                src,
-                v,
-                k("ipv6_prefix"),
-                1..=128,
-                "an IPv6 prefix length from 1 to 128",
-                errors,
-            )
-        });
         let host = r
             .host
             .as_ref()
@@ -359,17 +305,17 @@ pub(super) fn validate(
             ));
             continue;
         }
-        if let (Some(rate), Some(burst), Some(v4), Some(v6)) = (rate, burst, v4, v6) {
+        if let Some(b) = b {
             let spec = RouteSpec {
                 name,
                 method,
                 path: path.clone(),
                 host,
-                rate: rate as u64,
-                burst: burst as u64,
+                rate: b.rate,
+                burst: b.burst,
                 action: action.into(),
-                ipv4_prefix: v4 as u8,
-                ipv6_prefix: v6 as u8,
+                ipv4_prefix: b.v4,
+                ipv6_prefix: b.v6,
             };
             if let Some(other) = out
                 .routes
@@ -417,7 +363,7 @@ pub(super) fn validate(
             ));
             continue;
         };
-        let more_than = int(
+        let more_than = int_in(
             src,
             &d.more_than,
             k("more_than"),

@@ -10,6 +10,7 @@ pub mod http;
 pub mod ratelimit;
 pub mod routes;
 pub mod sources;
+mod values;
 
 use std::{
     ops::Range,

@@ -9,7 +9,10 @@ use enforcer_common::ratelimit::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, Source};
+use super::{
+    ConfigError, Source,
+    values::{bucket, duration, int_in},
+};
 
 /// One limit at one tier, as the agent reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -150,44 +153,6 @@ struct RawBan {
     max_ban_time: Option<Spanned<String>>,
 }
 
-/// Parses a duration value, or records an error.
-pub(super) fn duration(
-    src: &Source<'_>,
-    v: &Spanned<String>,
-    key: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<Duration> {
-    match humantime::parse_duration(v.get_ref()) {
-        Ok(d) if d >= Duration::from_millis(1) => Some(d),
-        _ => {
-            errors.push(src.error(
-                v.span(),
-                key,
-                format!("found {:?}", v.get_ref()),
-                "a duration such as \"500ms\", \"30s\", \"10m\", \"1h\", \"7d\"",
-            ));
-            None
-        }
-    }
-}
-
-fn int_in(
-    src: &Source<'_>,
-    v: &Spanned<i64>,
-    key: &str,
-    range: std::ops::RangeInclusive<i64>,
-    what: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<i64> {
-    let n = *v.get_ref();
-    if range.contains(&n) {
-        Some(n)
-    } else {
-        errors.push(src.error(v.span(), key, format!("found {n}"), what));
-        None
-    }
-}
-
 /// Applies one file's `[ratelimit]` onto `out`: keys it sets replace, limits
 /// it defines are added (a name defined by an earlier file is a conflict).
 pub(super) fn validate(
@@ -265,90 +230,37 @@ pub(super) fn validate(
             }
         };
         let rate_what = "a rate in events per second, a whole number of at least 1";
-        let burst_what = "a burst of at least 1";
-        let rate = int_in(
+        let base = bucket(
             src,
-            &l.rate,
-            &k("rate"),
-            1..=1_000_000_000,
-            rate_what,
+            k,
+            (&l.rate, rate_what),
+            l.burst.as_ref(),
+            l.ipv4_prefix.as_ref(),
+            l.ipv6_prefix.as_ref(),
             errors,
         );
-        let burst = l.burst.as_ref().map_or(rate, |b| {
-            int_in(src, b, &k("burst"), 1..=1_000_000_000, burst_what, errors)
-        });
-        let v4 = l.ipv4_prefix.as_ref().map_or(Some(32), |v| {
-            int_in(
+        let tiers = l.tiers.iter().enumerate().map(|(j, t)| {
+            bucket(
                 src,
-                v,
-                &k("ipv4_prefix"),
-                1..=32,
-                "an IPv4 prefix length from 1 to 32",
+                |f: &str| format!("ratelimit.limits[{i}].tiers[{j}].{f}"),
+                (&t.rate, rate_what),
+                t.burst.as_ref(),
+                Some(&t.ipv4_prefix),
+                Some(&t.ipv6_prefix),
                 errors,
             )
         });
-        let v6 = l.ipv6_prefix.as_ref().map_or(Some(64), |v| {
-            int_in(
-                src,
-                v,
-                &k("ipv6_prefix"),
-                1..=128,
-                "an IPv6 prefix length from 1 to 128",
-                errors,
-            )
-        });
-        if let (Some(rate), Some(burst), Some(v4), Some(v6)) = (rate, burst, v4, v6) {
-            out.rules.push(RuleSpec {
+        let buckets: Vec<_> = std::iter::once(base).chain(tiers).collect();
+        out.rules
+            .extend(buckets.into_iter().flatten().map(|b| RuleSpec {
                 name: name.clone(),
                 kind: kind.into(),
-                rate: rate as u64,
-                burst: burst as u64,
-                ipv4_prefix: v4 as u8,
-                ipv6_prefix: v6 as u8,
+                rate: b.rate,
+                burst: b.burst,
+                ipv4_prefix: b.v4,
+                ipv6_prefix: b.v6,
                 monitor,
-            });
-        }
-        for (j, t) in l.tiers.iter().enumerate() {
-            let k = |f: &str| format!("ratelimit.limits[{i}].tiers[{j}].{f}");
-            let rate = int_in(
-                src,
-                &t.rate,
-                &k("rate"),
-                1..=1_000_000_000,
-                rate_what,
-                errors,
-            );
-            let burst = t.burst.as_ref().map_or(rate, |b| {
-                int_in(src, b, &k("burst"), 1..=1_000_000_000, burst_what, errors)
-            });
-            let v4 = int_in(
-                src,
-                &t.ipv4_prefix,
-                &k("ipv4_prefix"),
-                1..=32,
-                "an IPv4 prefix length from 1 to 32",
-                errors,
-            );
-            let v6 = int_in(
-                src,
-                &t.ipv6_prefix,
-                &k("ipv6_prefix"),
-                1..=128,
-                "an IPv6 prefix length from 1 to 128",
-                errors,
-            );
-            if let (Some(rate), Some(burst), Some(v4), Some(v6)) = (rate, burst, v4, v6) {
-                out.rules.push(RuleSpec {
-                    name: name.clone(),
-                    kind: kind.into(),
-                    rate: rate as u64,
-                    burst: burst as u64,
-                    ipv4_prefix: v4 as u8,
-                    ipv6_prefix: v6 as u8,
-                    monitor,
-                });
-            }
-        }
+            }));
     }
     if out.rules.len() > MAX_RATE_RULES as usize {
         let span = raw.limits.first().map_or(0..0, |l| l.name.span());

@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Config, ConfigError, Source, ratelimit::duration};
+use super::{Config, ConfigError, Source, values::duration};
 
 /// How a feed file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
