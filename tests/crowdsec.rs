@@ -3,7 +3,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use enforcer_tests::{
-    agent::{Agent, Paths, eventually},
+    agent::{Agent, eventually},
     crowdsec::Lapi,
     netns::Topology,
     traffic::{self, Send, UdpCounter},
@@ -15,22 +15,14 @@ fn cscli_decisions_become_drops_are_lifted_and_survive_a_lapi_outage() {
     let a = &topo.clients[0];
     let port = 18_000 + (std::process::id() % 1000) as u16;
     let mut lapi = Lapi::start(&topo.server.name, &topo.tag, port);
-    let paths = Paths::new(&topo.tag);
-    let cfg = paths.socket.parent().unwrap().join("enforcer.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let agent = Agent::with_config(
+        &topo,
+        &topo.tag,
+        &format!(
             "[crowdsec]\nurl = \"{}\"\napi_key = \"{}\"\npoll_interval = \"1s\"\n",
             lapi.url(),
             lapi.bouncer_key
         ),
-    )
-    .unwrap();
-    let agent = Agent::start(
-        &topo.server.name,
-        &topo.server_ifs(),
-        paths,
-        &["--config", cfg.to_str().unwrap()],
     );
     let rx = UdpCounter::start(&topo.server.path(), "[::]:9000".parse().unwrap());
     let src: IpAddr = a.addr4.parse().unwrap();

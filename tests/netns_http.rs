@@ -13,7 +13,7 @@ use std::{
 };
 
 use enforcer_tests::{
-    agent::{Agent, Paths, eventually},
+    agent::{Agent, eventually},
     httpc, httpd,
     netns::{Netns, Topology},
 };
@@ -22,15 +22,7 @@ use enforcer_tests::{
 fn setup(config: &str) -> (Topology, httpd::Httpd, Agent) {
     let topo = Topology::new(2);
     let srv = httpd::start(Some(&topo.server.path()), "[::]:80".parse().unwrap());
-    let paths = Paths::new(&topo.tag);
-    let cfg = paths.socket.parent().unwrap().join("enforcer.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let agent = Agent::start(
-        &topo.server.name,
-        &topo.server_ifs(),
-        paths,
-        &["--config", cfg.to_str().unwrap()],
-    );
+    let agent = Agent::with_config(&topo, &topo.tag, config);
     (topo, srv, agent)
 }
 

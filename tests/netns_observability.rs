@@ -2,60 +2,23 @@
 //! real traffic between namespaces.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{IpAddr, TcpStream},
+    io::{BufRead as _, BufReader, Write as _},
+    net::IpAddr,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use enforcer_tests::{
-    agent::{Agent, Paths, binary, eventually},
-    netns::{Topology, enter},
+    agent::{Agent, binary, eventually},
+    netns::Topology,
     traffic::{self, Send, UdpCounter},
 };
 
 fn setup(config: &str) -> (Topology, UdpCounter, Agent) {
     let topo = Topology::new(1);
     let rx = UdpCounter::start(&topo.server.path(), "[::]:9000".parse().unwrap());
-    let paths = Paths::new(&topo.tag);
-    let cfg = paths.socket.parent().unwrap().join("enforcer.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let agent = Agent::start(
-        &topo.server.name,
-        &topo.server_ifs(),
-        paths,
-        &["--config", cfg.to_str().unwrap()],
-    );
+    let agent = Agent::with_config(&topo, &topo.tag, config);
     (topo, rx, agent)
-}
-
-/// GET http://127.0.0.1:9910/PATH from inside the agent's namespace.
-fn scrape(topo: &Topology, path: &str) -> (u16, String) {
-    let ns = topo.server.path();
-    let path = path.to_owned();
-    std::thread::spawn(move || {
-        enter(&ns);
-        let mut s = TcpStream::connect("127.0.0.1:9910").expect("connect to the metrics endpoint");
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    })
-    .join()
-    .unwrap()
 }
 
 /// The value of one sample (exact name and labels as printed), 0 when absent.
@@ -74,7 +37,7 @@ fn metrics_move_by_what_the_traffic_implies_and_pass_promtool() {
     let a = &topo.clients[0];
     agent.ok(&["block", &a.addr4, "--reason", "metrics test"]);
     let drops = "enforcer_packets_total{verdict=\"drop\",reason=\"blocklist_manual\"}";
-    let (code, before) = scrape(&topo, "/metrics");
+    let (code, before) = agent.http_get("/metrics");
     assert_eq!(code, 200);
     let n0 = sample(&before, drops);
     let sent = traffic::send(
@@ -89,7 +52,7 @@ fn metrics_move_by_what_the_traffic_implies_and_pass_promtool() {
     );
     assert_eq!(sent, 100);
     std::thread::sleep(Duration::from_millis(200));
-    let (_, after) = scrape(&topo, "/metrics");
+    let (_, after) = agent.http_get("/metrics");
     assert_eq!(
         sample(&after, drops) - n0,
         100,
@@ -135,7 +98,7 @@ fn metrics_move_by_what_the_traffic_implies_and_pass_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let (code, body) = scrape(&topo, "/healthz");
+    let (code, body) = agent.http_get("/healthz");
     assert_eq!((code, body.trim()), (200, "ok"));
 
     // `enforcer stats --output json` agrees with /metrics (retried: a stray
@@ -144,7 +107,7 @@ fn metrics_move_by_what_the_traffic_implies_and_pass_promtool() {
         let stats: serde_json::Value =
             serde_json::from_str(&agent.ok(&["stats", "-o", "json", "--interval", "100ms"]))
                 .unwrap();
-        let (_, m) = scrape(&topo, "/metrics");
+        let (_, m) = agent.http_get("/metrics");
         stats.as_array().unwrap().iter().all(|r| {
             let series = format!(
                 "enforcer_packets_total{{verdict=\"{}\",reason=\"{}\"}}",

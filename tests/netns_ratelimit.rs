@@ -17,15 +17,7 @@ use enforcer_tests::{
 fn setup(config: &str) -> (Topology, UdpCounter, Agent) {
     let topo = Topology::new(2);
     let rx = UdpCounter::start(&topo.server.path(), "[::]:9000".parse().unwrap());
-    let paths = Paths::new(&topo.tag);
-    let cfg = paths.socket.parent().unwrap().join("enforcer.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let agent = Agent::start(
-        &topo.server.name,
-        &topo.server_ifs(),
-        paths,
-        &["--config", cfg.to_str().unwrap()],
-    );
+    let agent = Agent::with_config(&topo, &topo.tag, config);
     (topo, rx, agent)
 }
 

@@ -65,6 +65,20 @@ impl Paths {
 }
 
 impl Agent {
+    /// Starts the agent on the server side of `topo` with the policy
+    /// `config`, written to the scratch directory of `tag`.
+    pub fn with_config(topo: &crate::netns::Topology, tag: &str, config: &str) -> Self {
+        let paths = Paths::new(tag);
+        let cfg = paths.socket.parent().unwrap().join("enforcer.toml");
+        std::fs::write(&cfg, config).unwrap();
+        Self::start(
+            &topo.server.name,
+            &topo.server_ifs(),
+            paths,
+            &["--config", cfg.to_str().unwrap()],
+        )
+    }
+
     /// Starts the agent in `netns` on `ifaces`, with extra arguments, and waits
     /// until its socket answers.
     pub fn start(netns: &str, ifaces: &[String], paths: Paths, extra: &[&str]) -> Self {
@@ -180,22 +194,41 @@ impl Agent {
             .map_or(0, |c| c["packets"].as_u64().unwrap())
     }
 
-    /// The agent's `/metrics` (default address, 127.0.0.1:9910 in its namespace).
-    pub fn metrics(&self) -> String {
+    /// GET `path` from the agent's metrics endpoint (the default address,
+    /// 127.0.0.1:9910 in its namespace): (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
         use std::io::{Read as _, Write as _};
         let ns = format!("/run/netns/{}", self.netns);
+        let path = path.to_owned();
         std::thread::spawn(move || {
             crate::netns::enter(&ns);
             let mut s = std::net::TcpStream::connect("127.0.0.1:9910")
                 .expect("connect to the metrics endpoint");
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .unwrap();
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
             let mut out = String::new();
             s.read_to_string(&mut out).unwrap();
-            out
+            let status = out
+                .split_whitespace()
+                .nth(1)
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            let body = out
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_owned())
+                .unwrap_or_default();
+            (status, body)
         })
         .join()
         .unwrap()
+    }
+
+    /// The agent's `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.http_get("/metrics").1
     }
 }
 

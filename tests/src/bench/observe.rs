@@ -17,7 +17,7 @@ use super::{
     report::{Report, median, wait_idle},
 };
 use crate::{
-    agent::{Agent, Paths},
+    agent::Agent,
     netns::{Topology, enter},
     packet::{Ipv4, L4, v4_frame},
 };
@@ -93,19 +93,11 @@ fn per_scrape(ns: &str, pid: u32, n: usize, rounds: usize) -> f64 {
 pub fn run(report: &mut Report, d: &Dataset, rounds: usize) {
     let topo = Topology::new(1);
     let c = &topo.clients[0];
-    let paths = Paths::new(&format!("{}-obs", topo.tag));
-    let cfg = paths.socket.parent().unwrap().join("enforcer.toml");
     // A limit nothing exceeds: every source gets state, nothing is dropped.
-    std::fs::write(
-        &cfg,
+    let agent = Agent::with_config(
+        &topo,
+        &format!("{}-obs", topo.tag),
         "[[ratelimit.limits]]\nname = \"all\"\nrate = 1000000000\nburst = 1000000000\n",
-    )
-    .unwrap();
-    let agent = Agent::start(
-        &topo.server.name,
-        &topo.server_ifs(),
-        paths,
-        &["--config", cfg.to_str().unwrap()],
     );
     let pid = agent.child.as_ref().map_or(0, std::process::Child::id);
     std::thread::sleep(Duration::from_millis(500));

@@ -22,7 +22,7 @@ use super::{
     report::{Report, median, min_max, percentile, pin_to_cpu, wait_idle},
 };
 use crate::{
-    agent::{Agent, Paths},
+    agent::Agent,
     netns::{Netns, Topology, enter, sh},
     packet::{Ipv4, L4, v4_frame},
 };
@@ -268,21 +268,13 @@ fn back(fd: &std::fs::File) {
 pub fn ban_latency(report: &mut Report, trials: usize) {
     let topo = Topology::new(1);
     let c = &topo.clients[0];
-    let paths = Paths::new(&format!("{}-lat", topo.tag));
-    let cfg = paths.socket.parent().unwrap().join("enforcer.toml");
     let (rate, burst) = (100u64, 10u64);
-    std::fs::write(
-        &cfg,
-        format!(
+    let agent = Agent::with_config(
+        &topo,
+        &format!("{}-lat", topo.tag),
+        &format!(
             "[ratelimit]\nreport_interval = \"1s\"\n[[ratelimit.limits]]\nname = \"lat\"\nrate = {rate}\nburst = {burst}\nmode = \"monitor\"\nipv6_prefix = 128\n[ratelimit.ban]\nafter = 1\nwithin = \"10s\"\nban_time = \"1h\"\n"
         ),
-    )
-    .unwrap();
-    let agent = Agent::start(
-        &topo.server.name,
-        &topo.server_ifs(),
-        paths,
-        &["--config", cfg.to_str().unwrap()],
     );
     let ifname = format!("ec{}0", topo.tag);
     let base = c.addr6.trim_end_matches("::2").to_owned();
