@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::{
     agent::{Agent, Paths},
     httpc, httpd,
-    netns::{Netns, attach_pass, enter, sh},
+    netns::{End, Netns, attach_pass, enter, veth},
 };
 
 /// Per-client outcome.
@@ -96,33 +96,19 @@ pub fn run(opts: &Options) -> Summary {
     for (i, (name, net)) in CLIENTS.iter().enumerate() {
         let ns = Netns::new(format!("enfdemo{tag}-{name}"));
         let (sif, cif) = (format!("ds{tag}{i}"), format!("dc{tag}{i}"));
-        sh(&[
-            "ip", "link", "add", &sif, "netns", &api.name, "type", "veth", "peer", "name", &cif,
-            "netns", &ns.name,
-        ]);
         let (s4, c4) = (format!("198.18.{net}.1"), format!("198.18.{net}.2"));
-        sh(&[
-            "ip",
-            "-n",
-            &api.name,
-            "addr",
-            "add",
-            &format!("{s4}/30"),
-            "dev",
-            &sif,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &ns.name,
-            "addr",
-            "add",
-            &format!("{c4}/30"),
-            "dev",
-            &cif,
-        ]);
-        sh(&["ip", "-n", &api.name, "link", "set", &sif, "up"]);
-        sh(&["ip", "-n", &ns.name, "link", "set", &cif, "up"]);
+        veth(
+            &End {
+                ns: &api,
+                name: &sif,
+                addrs: &[&format!("{s4}/30")],
+            },
+            &End {
+                ns: &ns,
+                name: &cif,
+                addrs: &[&format!("{c4}/30")],
+            },
+        );
         // A veth wakes its peer for frames sent back with XDP_TX (the login
         // route's resets) only when the peer runs an XDP program.
         peer_xdp.push(attach_pass(&ns.path(), &cif));

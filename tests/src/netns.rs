@@ -82,6 +82,47 @@ pub struct Topology {
     _peer_xdp: Vec<aya::Ebpf>,
 }
 
+/// One end of a veth pair: its namespace, its name, and its addresses
+/// (CIDR; IPv6 ones without duplicate address detection).
+pub struct End<'a> {
+    pub ns: &'a Netns,
+    pub name: &'a str,
+    pub addrs: &'a [&'a str],
+}
+
+/// A veth pair joining two namespaces, addressed and up.
+pub fn veth(a: &End<'_>, b: &End<'_>) {
+    assert!(
+        a.name.len() <= 15 && b.name.len() <= 15,
+        "interface name too long: {} / {}",
+        a.name,
+        b.name
+    );
+    sh(&[
+        "ip", "link", "add", a.name, "netns", &a.ns.name, "type", "veth", "peer", "name", b.name,
+        "netns", &b.ns.name,
+    ]);
+    for end in [a, b] {
+        for addr in end.addrs {
+            let mut cmd = vec![
+                "ip",
+                "-n",
+                &end.ns.name,
+                "addr",
+                "add",
+                addr,
+                "dev",
+                end.name,
+            ];
+            if addr.contains(':') {
+                cmd.push("nodad");
+            }
+            sh(&cmd);
+        }
+        sh(&["ip", "-n", &end.ns.name, "link", "set", end.name, "up"]);
+    }
+}
+
 /// Attaches the bare XDP_PASS program to `iface` in the namespace at `ns_path`.
 pub fn attach_pass(ns_path: &str, iface: &str) -> aya::Ebpf {
     let (ns_path, iface) = (ns_path.to_owned(), iface.to_owned());
@@ -114,57 +155,23 @@ impl Topology {
             let ns = Netns::new(format!("enf-{tag}-c{i}"));
             let server_if = format!("es{tag}{i}");
             let client_if = format!("ec{tag}{i}");
-            assert!(
-                server_if.len() <= 15,
-                "interface name too long: {server_if}"
-            );
-            sh(&[
-                "ip",
-                "link",
-                "add",
-                &server_if,
-                "netns",
-                &server.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &client_if,
-                "netns",
-                &ns.name,
-            ]);
             let base = 4 * i as u32;
             let server4 = format!("198.18.{k}.{}", base + 1);
             let addr4 = format!("198.18.{k}.{}", base + 2);
             let server6 = format!("2001:2:{i:x}:{k:x}::1");
             let addr6 = format!("2001:2:{i:x}:{k:x}::2");
-            for (nsname, ifname, a4, a6) in [
-                (&server.name, &server_if, &server4, &server6),
-                (&ns.name, &client_if, &addr4, &addr6),
-            ] {
-                sh(&[
-                    "ip",
-                    "-n",
-                    nsname,
-                    "addr",
-                    "add",
-                    &format!("{a4}/30"),
-                    "dev",
-                    ifname,
-                ]);
-                sh(&[
-                    "ip",
-                    "-n",
-                    nsname,
-                    "addr",
-                    "add",
-                    &format!("{a6}/64"),
-                    "dev",
-                    ifname,
-                    "nodad",
-                ]);
-                sh(&["ip", "-n", nsname, "link", "set", ifname, "up"]);
-            }
+            veth(
+                &End {
+                    ns: &server,
+                    name: &server_if,
+                    addrs: &[&format!("{server4}/30"), &format!("{server6}/64")],
+                },
+                &End {
+                    ns: &ns,
+                    name: &client_if,
+                    addrs: &[&format!("{addr4}/30"), &format!("{addr6}/64")],
+                },
+            );
             // A veth wakes its peer for frames sent back with XDP_TX (the
             // `reject` resets) only when the peer runs an XDP program (see
             // veth_xdp_flush): the client end gets a bare XDP_PASS.

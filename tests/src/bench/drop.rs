@@ -25,7 +25,7 @@ use super::{
     report::{Report, median, min_max, pin_to_cpu, wait_idle},
 };
 use crate::{
-    netns::{Netns, enter, sh},
+    netns::{End, Netns, enter, veth},
     packet::{Ipv4, L4, v4_frame},
 };
 
@@ -119,43 +119,18 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize, count: u32, with_nft
     let gen_ns = Netns::new(format!("enfb-{tag}-gen"));
     let rx = Netns::new(format!("enfb-{tag}-rx"));
     let (gen_if, rx_if) = (format!("bg{tag}"), format!("br{tag}"));
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        &gen_if,
-        "netns",
-        &gen_ns.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &rx_if,
-        "netns",
-        &rx.name,
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &gen_ns.name,
-        "addr",
-        "add",
-        "198.18.250.1/30",
-        "dev",
-        &gen_if,
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &rx.name,
-        "addr",
-        "add",
-        "198.18.250.2/30",
-        "dev",
-        &rx_if,
-    ]);
-    sh(&["ip", "-n", &gen_ns.name, "link", "set", &gen_if, "up"]);
-    sh(&["ip", "-n", &rx.name, "link", "set", &rx_if, "up"]);
+    veth(
+        &End {
+            ns: &gen_ns,
+            name: &gen_if,
+            addrs: &["198.18.250.1/30"],
+        },
+        &End {
+            ns: &rx,
+            name: &rx_if,
+            addrs: &["198.18.250.2/30"],
+        },
+    );
     // NAPI on the receiving veth, so frames reach the stack (and nftables)
     // when no XDP program is attached there.
     let _ = rx.cmd("ethtool").args(["-K", &rx_if, "gro", "on"]).output();

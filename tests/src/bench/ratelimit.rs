@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     agent::Agent,
-    netns::{Netns, Topology, enter, sh},
+    netns::{End, Netns, Topology, enter, sh, veth},
     packet::{Ipv4, L4, v4_frame},
 };
 
@@ -181,23 +181,18 @@ pub fn accuracy(report: &mut Report, rates: &[u64], count: u32) {
     let gen_ns = Netns::new(format!("enfr-{tag}-gen"));
     let rx = Netns::new(format!("enfr-{tag}-rx"));
     let (gen_if, rx_if) = (format!("rg{tag}"), format!("rr{tag}"));
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        &gen_if,
-        "netns",
-        &gen_ns.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &rx_if,
-        "netns",
-        &rx.name,
-    ]);
-    sh(&["ip", "-n", &gen_ns.name, "link", "set", &gen_if, "up"]);
-    sh(&["ip", "-n", &rx.name, "link", "set", &rx_if, "up"]);
+    veth(
+        &End {
+            ns: &gen_ns,
+            name: &gen_if,
+            addrs: &[],
+        },
+        &End {
+            ns: &rx,
+            name: &rx_if,
+            addrs: &[],
+        },
+    );
     let mut b = BenchObject::load(None);
     let mut one = [0u8; 16];
     one[..4].copy_from_slice(&[198, 18, 0, 1]);
