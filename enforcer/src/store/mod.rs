@@ -806,6 +806,35 @@ fn block_entry(e: &Entry) -> BlockEntry {
 }
 
 impl<S: Sink> Store<S> {
+    /// A journalled put: replaces the entry of the same origin and source
+    /// on each prefix (a record of an unknown origin is skipped).
+    fn replay_put(
+        &mut self,
+        kind: Kind,
+        prefixes: impl IntoIterator<Item = IpNet>,
+        origin: &str,
+        source: u32,
+        reason: &str,
+        (created_ms, expires_ms): (u64, u64),
+    ) {
+        let Some(origin) = origin_from_name(origin) else {
+            return;
+        };
+        let entry = Entry {
+            origin,
+            source,
+            reason: self.reasons.id(reason),
+            created_ms,
+            expires_ms,
+        };
+        let table = self.table_mut(kind);
+        for prefix in prefixes {
+            let list = table.entry(prefix).or_default();
+            list.retain(|e| !(e.origin == origin && e.source == source));
+            list.push(entry);
+        }
+    }
+
     fn replay_del(&mut self, kind: Kind, prefix: IpNet, origin: Option<&str>, source: Option<u32>) {
         let origin = origin.and_then(origin_from_name);
         if let Some(list) = self.table_mut(kind).get_mut(&prefix) {
@@ -847,21 +876,7 @@ impl Store<PrefixMaps> {
                     reason,
                     created,
                     expires,
-                } => {
-                    let Some(origin) = origin_from_name(&origin) else {
-                        continue;
-                    };
-                    let entry = Entry {
-                        origin,
-                        source,
-                        reason: store.reasons.id(&reason),
-                        created_ms: created,
-                        expires_ms: expires,
-                    };
-                    let list = store.table_mut(kind).entry(prefix).or_default();
-                    list.retain(|e| !(e.origin == origin && e.source == source));
-                    list.push(entry);
-                }
+                } => store.replay_put(kind, [prefix], &origin, source, &reason, (created, expires)),
                 Record::Del {
                     kind,
                     prefix,
@@ -876,24 +891,7 @@ impl Store<PrefixMaps> {
                     reason,
                     created,
                     expires,
-                } => {
-                    let Some(origin) = origin_from_name(&origin) else {
-                        continue;
-                    };
-                    let entry = Entry {
-                        origin,
-                        source,
-                        reason: store.reasons.id(&reason),
-                        created_ms: created,
-                        expires_ms: expires,
-                    };
-                    let table = store.table_mut(kind);
-                    for prefix in prefixes {
-                        let list = table.entry(prefix).or_default();
-                        list.retain(|e| !(e.origin == origin && e.source == source));
-                        list.push(entry);
-                    }
-                }
+                } => store.replay_put(kind, prefixes, &origin, source, &reason, (created, expires)),
                 Record::DelMany {
                     kind,
                     prefixes,
