@@ -67,7 +67,7 @@ pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
                 Err(r) => return r,
             };
             if ttl_secs == Some(0) {
-                return bad("a TTL must be at least 1 second".into());
+                return bad(ZERO_TTL.into());
             }
             tracing::debug!(
                 prefixes = ps.len(),
@@ -75,19 +75,7 @@ pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
                 "block: parsed"
             );
             let reason = crate::store::shared(reason.as_deref().unwrap_or("manual block"));
-            apply(
-                agent,
-                ps.into_iter()
-                    .map(|prefix| Change::Put {
-                        kind: Kind::Block,
-                        prefix,
-                        origin: Origin::Manual,
-                        source: 0,
-                        reason: reason.clone(),
-                        ttl: ttl_secs.map(Duration::from_secs),
-                    })
-                    .collect(),
-            )
+            apply(agent, manual_blocks(ps, &reason, ttl_secs))
         }
         Request::Import {
             text,
@@ -113,26 +101,14 @@ pub(super) fn handle(agent: &Agent, req: Request) -> Reply {
             };
             drop(text);
             if ttl_secs == Some(0) {
-                return bad("a TTL must be at least 1 second".into());
+                return bad(ZERO_TTL.into());
             }
             let reason = crate::store::shared(
                 reason
                     .as_deref()
                     .unwrap_or(&format!("imported from {name}")),
             );
-            apply(
-                agent,
-                ps.into_iter()
-                    .map(|prefix| Change::Put {
-                        kind: Kind::Block,
-                        prefix,
-                        origin: Origin::Manual,
-                        source: 0,
-                        reason: reason.clone(),
-                        ttl: ttl_secs.map(Duration::from_secs),
-                    })
-                    .collect(),
-            )
+            apply(agent, manual_blocks(ps, &reason, ttl_secs))
         }
         Request::Unblock { prefixes: p } => match prefixes(&p) {
             Ok(ps) => apply(
@@ -404,4 +380,25 @@ fn status(agent: &Agent) -> Reply {
         map_deletes: maps.deletes,
         last_reload_error: agent.last_reload_error.lock().ok().and_then(|l| l.clone()),
     }))
+}
+
+const ZERO_TTL: &str = "a TTL must be at least 1 second";
+
+/// Blocks by an operator (`block`, `import`): origin manual.
+fn manual_blocks(
+    prefixes: Vec<ipnet::IpNet>,
+    reason: &std::sync::Arc<str>,
+    ttl_secs: Option<u64>,
+) -> Vec<Change> {
+    prefixes
+        .into_iter()
+        .map(|prefix| Change::Put {
+            kind: Kind::Block,
+            prefix,
+            origin: Origin::Manual,
+            source: 0,
+            reason: reason.clone(),
+            ttl: ttl_secs.map(Duration::from_secs),
+        })
+        .collect()
 }
