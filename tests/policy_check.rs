@@ -1,6 +1,9 @@
 //! `enforcer policy check`: every class of error, with its message.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
 
 use enforcer_tests::agent::binary;
 
@@ -26,15 +29,20 @@ impl Drop for Dir {
     }
 }
 
+/// `enforcer policy check FILE`.
+fn policy_check(f: &Path) -> Output {
+    Command::new(binary())
+        .args(["policy", "check"])
+        .arg(f)
+        .output()
+        .unwrap()
+}
+
 /// Runs `policy check` on a one-file policy; returns (exit code, stderr).
 fn check(tag: &str, text: &str) -> (i32, String, PathBuf) {
     let d = Dir::new(tag);
     let f = d.write("enforcer.toml", text);
-    let out = Command::new(binary())
-        .args(["policy", "check"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = policy_check(&f);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -60,11 +68,7 @@ fn a_valid_policy_passes_with_exit_0() {
         "conf.d/10-limits.toml",
         "[[ratelimit.limits]]\nname = \"pps\"\nrate = 100\n",
     );
-    let out = Command::new(binary())
-        .args(["policy", "check"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = policy_check(&f);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -239,11 +243,7 @@ fn conflicts_between_files_name_both() {
         "conf.d/50-more.toml",
         "[[feeds]]\nname = \"drop\"\npath = \"/b\"\n",
     );
-    let out = Command::new(binary())
-        .args(["policy", "check"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = policy_check(&f);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let want = format!(
@@ -265,11 +265,7 @@ fn conflicts_between_files_name_both() {
 fn unreadable_files() {
     let d = Dir::new("missing");
     let f = d.0.join("absent.toml");
-    let out = Command::new(binary())
-        .args(["policy", "check"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = policy_check(&f);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
