@@ -291,9 +291,22 @@ fn monitor_passes_everything_and_counts_and_top_shows_the_routes() {
             .any(|l| l.starts_with(&c.addr4) && l.contains("items")),
         "the busiest clients list the client: {frame}"
     );
-    // And the metrics.
-    let status = agent.ok(&["status"]);
-    assert!(!status.is_empty());
+    // And the metrics, with the route's name and action as labels.
+    let metrics = agent.metrics();
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}{{"))
+                    && l.contains("route=\"items\"")
+                    && l.contains("action=\"monitor\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no {name} for route items in\n{metrics}"))
+            .to_owned()
+    };
+    assert_eq!(sample("enforcer_route_requests_total"), "10");
+    assert_eq!(sample("enforcer_route_over_limit_total"), "9");
 }
 
 #[test]
