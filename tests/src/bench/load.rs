@@ -109,20 +109,7 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize) {
                 .as_ref()
                 .map(std::process::Child::id)
                 .unwrap_or(0);
-            let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines().find_map(|l| {
-                        l.strip_prefix("VmRSS:").map(|x| {
-                            x.trim()
-                                .trim_end_matches(" kB")
-                                .trim()
-                                .parse::<u64>()
-                                .unwrap_or(0)
-                        })
-                    })
-                })
-                .unwrap_or(0);
+            let rss = super::report::rss_kib(pid);
             mem.2 = rss * 1024;
         }
         drop(agent);

@@ -42,21 +42,7 @@ fn cpu_ms(pid: u32) -> f64 {
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmRSS:").map(|x| {
-                    x.trim()
-                        .trim_end_matches(" kB")
-                        .trim()
-                        .parse::<f64>()
-                        .unwrap_or(0.0)
-                })
-            })
-        })
-        .unwrap_or(0.0)
-        / 1024.0
+    super::report::rss_kib(pid) as f64 / 1024.0
 }
 
 fn scrape(ns: &str, n: usize) -> usize {
@@ -131,15 +117,7 @@ pub fn run(report: &mut Report, d: &Dataset, rounds: usize) {
     // 131,072 sources (all of 198.18.0.0/15), one packet each, from the
     // client side of the link: one rate-limit key per source.
     let mut b = BenchObject::load(None);
-    let base = u32::from_be_bytes([198, 18, 0, 0]);
-    let samples: Vec<[u8; 16]> = (0..131_072u32)
-        .map(|i| {
-            let mut s = [0u8; 16];
-            s[..4].copy_from_slice(&(base + i).to_be_bytes());
-            s
-        })
-        .collect();
-    b.set_samples(&samples);
+    b.set_samples(&super::report::every_v4_source());
     let frame = v4_frame(&Ipv4::new(
         "198.18.0.1".parse().unwrap(),
         c.server4.parse().unwrap(),

@@ -77,15 +77,7 @@ pub fn cost(report: &mut Report, rounds: usize, repeat: u32) {
     let dps: Vec<Datapath> = setups.iter().map(|(_, r)| load(r)).collect();
     let mut b = BenchObject::load(None);
     // 131,072 distinct sources: every address of 198.18.0.0/15.
-    let base = u32::from_be_bytes([198, 18, 0, 0]);
-    let samples: Vec<[u8; 16]> = (0..131_072u32)
-        .map(|i| {
-            let mut s = [0u8; 16];
-            s[..4].copy_from_slice(&(base + i).to_be_bytes());
-            s
-        })
-        .collect();
-    b.set_samples(&samples);
+    b.set_samples(&super::report::every_v4_source());
     let f = frame();
     let mut varied: Vec<Vec<f64>> = vec![Vec::new(); setups.len() + 1];
     for _ in 0..rounds {

@@ -81,6 +81,32 @@ pub fn wait_idle(max_wait: std::time::Duration) -> f64 {
 }
 
 /// Pins the calling thread to one CPU (generator and receiver share it).
+/// Resident memory of process `pid` in KiB (`VmRSS`; 0 if unreadable).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .and_then(|x| x.trim().trim_end_matches(" kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// One sample source for each address of 198.18.0.0/15 (131,072), as the
+/// bench object's source-rewriting wrapper takes them.
+pub fn every_v4_source() -> Vec<[u8; 16]> {
+    let base = u32::from_be_bytes([198, 18, 0, 0]);
+    (0..131_072u32)
+        .map(|i| {
+            let mut s = [0u8; 16];
+            s[..4].copy_from_slice(&(base + i).to_be_bytes());
+            s
+        })
+        .collect()
+}
+
 pub fn pin_to_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; we set one bit and pass its size.
     unsafe {
