@@ -103,7 +103,8 @@ impl SockDiag {
             // Gone meanwhile (ESTALE: the cookie names another socket now).
             Reply::Error(e) if e == libc::ENOENT || e == libc::ESTALE => Ok(Closed::NotFound),
             Reply::Error(e) => Err(io::Error::from_raw_os_error(e)),
-            Reply::Done | Reply::Info(_) => Ok(Closed::Closed),
+            // Not an answer to a destroy: count it as not done.
+            Reply::Done | Reply::Info(_) => Ok(Closed::NotFound),
         }
     }
 
